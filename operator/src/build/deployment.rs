@@ -1,0 +1,185 @@
+//! The Deployment, and the hand-over of `spec.replicas` when autoscaling is turned on.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
+use k8s_openapi::api::core::v1::{
+    ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, HTTPGetAction, PodSpec,
+    PodTemplateSpec, Probe,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::meta::{
+    CONFIG_HASH_ANNOTATION, REPLICAS_MANAGED_ANNOTATION, common_labels, object_meta,
+    selector_labels, with_applied_hash,
+};
+use crate::crd::HttpProbe;
+use crate::validate::{Engine, ValidatedMicroservice};
+
+/// Path probed when the spec names none.
+pub const DEFAULT_PROBE_PATH: &str = "/health";
+/// Seconds a rollout may stall before the Deployment reports ProgressDeadlineExceeded.
+pub const DEFAULT_PROGRESS_DEADLINE_SECONDS: i32 = 600;
+/// ReplicaSets kept for rollbacks.
+pub const REVISION_HISTORY_LIMIT: i32 = 10;
+/// Name of the application container.
+pub const CONTAINER_NAME: &str = "app";
+
+/// Renders the Deployment. `spec.replicas` is set only when the Microservice is not
+/// autoscaled, so the controller never fights the HPA, the metrics loop or `kubectl scale`.
+pub fn render_deployment(ms: &ValidatedMicroservice) -> Deployment {
+    let spec = &ms.spec;
+    let mut metadata = object_meta(ms, ms.name.clone(), "server");
+    let replicas = match ms.engine {
+        Engine::Fixed(n) => {
+            metadata
+                .annotations
+                .get_or_insert_with(BTreeMap::new)
+                .insert(REPLICAS_MANAGED_ANNOTATION.to_string(), "true".to_string());
+            Some(n)
+        }
+        Engine::Hpa | Engine::Shoal => None,
+    };
+    let mut env_from = vec![EnvFromSource {
+        config_map_ref: Some(ConfigMapEnvSource {
+            name: ms.config_map_name(),
+            optional: None,
+        }),
+        ..EnvFromSource::default()
+    }];
+    env_from.extend(spec.env_from.iter().flatten().cloned());
+    let probes = spec.probes.clone().unwrap_or_default();
+    let container = Container {
+        name: CONTAINER_NAME.to_string(),
+        image: Some(spec.image.clone()),
+        command: spec.command.clone(),
+        args: spec.args.clone(),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".to_string()),
+            container_port: spec.port,
+            protocol: Some("TCP".to_string()),
+            ..ContainerPort::default()
+        }]),
+        env: spec.env.clone(),
+        env_from: Some(env_from),
+        resources: spec.resources.clone(),
+        readiness_probe: render_probe(probes.readiness.as_ref(), spec.port),
+        liveness_probe: render_probe(probes.liveness.as_ref(), spec.port),
+        ..Container::default()
+    };
+    let rollout = spec.rollout.clone().unwrap_or_default();
+    let strategy = (rollout.max_surge.is_some() || rollout.max_unavailable.is_some()).then(|| {
+        DeploymentStrategy {
+            type_: Some("RollingUpdate".to_string()),
+            rolling_update: Some(RollingUpdateDeployment {
+                max_surge: rollout.max_surge.clone(),
+                max_unavailable: rollout.max_unavailable.clone(),
+            }),
+        }
+    });
+    with_applied_hash(Deployment {
+        metadata,
+        spec: Some(DeploymentSpec {
+            replicas,
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(ms)),
+                match_expressions: None,
+            },
+            strategy,
+            progress_deadline_seconds: Some(
+                rollout
+                    .progress_deadline_seconds
+                    .unwrap_or(DEFAULT_PROGRESS_DEADLINE_SECONDS),
+            ),
+            revision_history_limit: Some(REVISION_HISTORY_LIMIT),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(common_labels(ms)),
+                    annotations: Some(BTreeMap::from([(
+                        CONFIG_HASH_ANNOTATION.to_string(),
+                        ms.config_hash.clone(),
+                    )])),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        }),
+        ..Deployment::default()
+    })
+}
+
+fn render_probe(probe: Option<&HttpProbe>, container_port: i32) -> Option<Probe> {
+    let default = HttpProbe::default();
+    let probe = probe.unwrap_or(&default);
+    if probe.enabled == Some(false) {
+        return None;
+    }
+    Some(Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(
+                probe
+                    .path
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_PROBE_PATH.to_string()),
+            ),
+            port: IntOrString::Int(probe.port.unwrap_or(container_port)),
+            ..HTTPGetAction::default()
+        }),
+        initial_delay_seconds: probe.initial_delay_seconds,
+        period_seconds: probe.period_seconds,
+        failure_threshold: probe.failure_threshold,
+        ..Probe::default()
+    })
+}
+
+/// The replica count the autoscaler's field manager must claim before the controller
+/// applies a Deployment without `spec.replicas`, or None when no hand-over is needed.
+///
+/// Server-side apply removes a field that its only manager stops applying, and a
+/// Deployment without `spec.replicas` defaults to 1: turning autoscaling on would drop a
+/// service to one pod. So while the live Deployment is still marked as having its replicas
+/// managed by the controller, the autoscaler's manager first claims the current count,
+/// clamped to the new bounds.
+pub fn replicas_handoff(ms: &ValidatedMicroservice, live: &Deployment) -> Option<i32> {
+    let (min, max) = autoscaled_bounds(ms)?;
+    let managed_by_controller = live
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(REPLICAS_MANAGED_ANNOTATION));
+    let current = live.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    managed_by_controller.then_some(current.clamp(min, max))
+}
+
+/// The first replica count of a Deployment the controller has just created for an
+/// autoscaled Microservice: `minReplicas` when above the default of 1, and only while no
+/// other field manager (the HPA, the metrics loop, a user) has written to it yet.
+pub fn initial_replicas(ms: &ValidatedMicroservice, applied: &Deployment) -> Option<i32> {
+    let (min, _) = autoscaled_bounds(ms)?;
+    let untouched = applied
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .all(|entry| entry.manager.as_deref() == Some(crate::FIELD_MANAGER));
+    let current = applied.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    (untouched && current < min).then_some(min)
+}
+
+fn autoscaled_bounds(ms: &ValidatedMicroservice) -> Option<(i32, i32)> {
+    if matches!(ms.engine, Engine::Fixed(_)) {
+        return None;
+    }
+    let autoscaling = ms.spec.autoscaling.as_ref()?;
+    Some((
+        autoscaling.min_replicas,
+        autoscaling.max_replicas.max(autoscaling.min_replicas),
+    ))
+}

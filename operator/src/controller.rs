@@ -1,0 +1,613 @@
+//! The reconcile loop: the one module where the controller writes to the cluster.
+//!
+//! Pipeline per Microservice: `validate -> build -> apply -> update_status`. Reads come
+//! from watch caches (reflector stores), never a GET or LIST inside a reconcile. A child is
+//! applied (server-side apply, field manager `shoal`) only when it differs from the live
+//! object, and status is written only when it changed, so a reconcile with nothing to do
+//! writes nothing.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{DeleteParams, ListParams, PartialObjectMeta, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::{info, instrument, warn};
+
+use crate::build::{self, Children, INSTANCE_LABEL, MANAGED_BY_LABEL};
+use crate::crd::{CRD_NAME, Microservice};
+use crate::error::{Error, Result};
+use crate::validate::{self, ValidatedMicroservice};
+use crate::{AUTOSCALER_FIELD_MANAGER, FIELD_MANAGER, diff, status};
+
+/// Label selector of every child Shoal manages.
+pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=shoal";
+
+/// First retry delay after a failed reconcile; doubles per consecutive failure.
+const BACKOFF_BASE: Duration = Duration::from_secs(1);
+/// Longest retry delay.
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+/// Settings of the controller.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Periodic re-check of every Microservice.
+    pub resync: Duration,
+    /// Most reconciles at once.
+    pub concurrency: u16,
+}
+
+/// Watch caches of the children.
+#[derive(Clone)]
+pub struct Stores {
+    deployments: Store<Deployment>,
+    services: Store<Service>,
+    ingresses: Store<Ingress>,
+    hpas: Store<HorizontalPodAutoscaler>,
+    config_maps: Store<PartialObjectMeta<ConfigMap>>,
+    replica_sets: Store<ReplicaSet>,
+}
+
+impl Stores {
+    /// Waits until every cache holds its first full list, so that a reconcile after a
+    /// restart sees what exists (and writes nothing when nothing changed).
+    async fn wait_until_ready(&self) {
+        // A store's writer lives in its watch stream, which lives as long as the controller.
+        let _ = futures::join!(
+            self.deployments.wait_until_ready(),
+            self.services.wait_until_ready(),
+            self.ingresses.wait_until_ready(),
+            self.hpas.wait_until_ready(),
+            self.config_maps.wait_until_ready(),
+            self.replica_sets.wait_until_ready(),
+        );
+    }
+}
+
+/// Shared state of all reconciles.
+pub struct Context {
+    client: Client,
+    stores: Stores,
+    reporter: Reporter,
+    resync: Duration,
+    failures: Mutex<HashMap<ObjectRef<Microservice>, u32>>,
+    /// Writes issued by the controller (applies, deletes, status), for tests and logs.
+    pub writes: AtomicU64,
+}
+
+/// Fails with the install command when the CRD is not installed.
+pub async fn check_crd_installed(client: &Client) -> anyhow::Result<()> {
+    let api: Api<Microservice> = Api::all(client.clone());
+    match api.list(&ListParams::default().limit(1)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => anyhow::bail!(
+            "the Microservice CRD ({CRD_NAME}) is not installed in this cluster; install it with \
+             `kubectl apply -f crds/microservice.yaml` (or `shoal crd | kubectl apply -f -`, or `helm install shoal charts/shoal`)"
+        ),
+        Err(err) => {
+            Err(anyhow::Error::new(err).context("checking that the Microservice CRD is installed"))
+        }
+    }
+}
+
+/// A watch of one child kind, feeding a cache; yields the touched objects (applied or
+/// deleted) so that a change to a child wakes its owner.
+fn cached_watch<K>(
+    api: Api<K>,
+    writer: reflector::store::Writer<K>,
+) -> impl Stream<Item = Result<K, watcher::Error>>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone,
+{
+    watcher(api, watcher::Config::default().labels(MANAGED_SELECTOR))
+        .default_backoff()
+        .modify(|obj| obj.managed_fields_mut().clear())
+        .reflect(writer)
+        .touched_objects()
+}
+
+/// Runs the controller until SIGTERM or Ctrl-C.
+pub async fn run(client: Client, config: Config) {
+    let (deployments, deployments_w) = reflector::store();
+    let (services, services_w) = reflector::store();
+    let (ingresses, ingresses_w) = reflector::store();
+    let (hpas, hpas_w) = reflector::store();
+    let (config_maps, config_maps_w) = reflector::store();
+    let (replica_sets, replica_sets_w) = reflector::store();
+    // ConfigMaps are content-addressed: their metadata says all the controller needs.
+    let config_map_stream = cached_watch(
+        Api::<PartialObjectMeta<ConfigMap>>::all(client.clone()),
+        config_maps_w,
+    );
+    let controller = Controller::new(
+        Api::<Microservice>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .with_config(kube::runtime::controller::Config::default().concurrency(config.concurrency))
+    .owns_stream(cached_watch(
+        Api::<Deployment>::all(client.clone()),
+        deployments_w,
+    ))
+    .owns_stream(cached_watch(
+        Api::<Service>::all(client.clone()),
+        services_w,
+    ))
+    .owns_stream(cached_watch(
+        Api::<Ingress>::all(client.clone()),
+        ingresses_w,
+    ))
+    .owns_stream(cached_watch(
+        Api::<HorizontalPodAutoscaler>::all(client.clone()),
+        hpas_w,
+    ))
+    .owns_stream(config_map_stream)
+    .shutdown_on_signal();
+    // ReplicaSets are only read (which old ConfigMaps a retained revision still uses); they
+    // are owned by Deployments, so they trigger nothing themselves.
+    let replica_set_watch = cached_watch(Api::<ReplicaSet>::all(client.clone()), replica_sets_w);
+    let stores = Stores {
+        deployments,
+        services,
+        ingresses,
+        hpas,
+        config_maps,
+        replica_sets,
+    };
+    let ctx = Arc::new(Context {
+        client,
+        stores: stores.clone(),
+        reporter: Reporter {
+            controller: "shoal".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        },
+        resync: config.resync,
+        failures: Mutex::new(HashMap::new()),
+        writes: AtomicU64::new(0),
+    });
+    let replica_set_task = tokio::spawn(replica_set_watch.for_each(|_| futures::future::ready(())));
+    info!("starting the Microservice controller");
+    controller
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(err) = result {
+                warn!(error = %err, "reconcile failed");
+            }
+        })
+        .await;
+    replica_set_task.abort();
+    info!("controller stopped");
+}
+
+fn error_policy(ms: Arc<Microservice>, err: &Error, ctx: Arc<Context>) -> Action {
+    let failures = {
+        let mut map = ctx.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(ObjectRef::from_obj(&*ms)).or_insert(0);
+        *n += 1;
+        *n
+    };
+    let delay = BACKOFF_BASE
+        .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(16)))
+        .min(BACKOFF_MAX);
+    warn!(name = %ms.name_any(), error = %err, failures, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+fn lookup<K>(store: &Store<K>, namespace: &str, name: &str) -> Option<Arc<K>>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone,
+{
+    store.get(&ObjectRef::new(name).within(namespace))
+}
+
+#[instrument(skip(ms, ctx), fields(namespace = ms.namespace().unwrap_or_default(), name = %ms.name_any(), generation = ms.metadata.generation))]
+async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Action> {
+    if ms.metadata.deletion_timestamp.is_some() {
+        // The garbage collector removes the children through their owner references.
+        return Ok(Action::await_change());
+    }
+    ctx.stores.wait_until_ready().await;
+    let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
+    let reference = ms.object_ref(&());
+    let name = ms
+        .metadata
+        .name
+        .clone()
+        .ok_or(Error::MissingMetadata("name"))?;
+    let namespace = ms.namespace().ok_or(Error::MissingMetadata("namespace"))?;
+    let api: Api<Microservice> = Api::namespaced(ctx.client.clone(), &namespace);
+
+    let valid = match validate::validate(&ms) {
+        Ok(valid) => valid,
+        Err(invalid) => {
+            let new = status::invalid_status(&ms, &invalid, &now());
+            if status::needs_write(ms.status.as_ref(), &new) {
+                write_status(&ctx, &api, &name, &new).await?;
+                publish(
+                    &recorder,
+                    &reference,
+                    EventType::Warning,
+                    "InvalidSpec",
+                    "Validate",
+                    invalid.to_string(),
+                )
+                .await;
+            }
+            ctx.failures
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&ObjectRef::from_obj(&*ms));
+            // Nothing to retry until the spec changes.
+            return Ok(Action::await_change());
+        }
+    };
+
+    let children = build::render(&valid);
+    let deployment = apply_children(&ctx, &valid, &children, &recorder, &reference).await?;
+    prune_config_maps(&ctx, &valid).await?;
+
+    let new = status::valid_status(&ms, &valid, deployment.as_deref(), &now());
+    if status::needs_write(ms.status.as_ref(), &new) {
+        write_status(&ctx, &api, &name, &new).await?;
+    }
+    ctx.failures
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&ObjectRef::from_obj(&*ms));
+    Ok(Action::requeue(ctx.resync))
+}
+
+/// Applies every child that differs from its live copy and deletes optional children the
+/// spec no longer asks for. Returns the freshest view of the Deployment.
+async fn apply_children(
+    ctx: &Context,
+    ms: &ValidatedMicroservice,
+    children: &Children,
+    recorder: &Recorder,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+) -> Result<Option<Arc<Deployment>>> {
+    let client = &ctx.client;
+    let ns = ms.namespace.as_str();
+    let stores = &ctx.stores;
+
+    let cm_api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let cm_name = ms.config_map_name();
+    if lookup(&stores.config_maps, ns, &cm_name).is_none() {
+        // Immutable and content-addressed: it exists with the right content, or not at all.
+        apply(ctx, &cm_api, &children.config_map).await?;
+        publish(
+            recorder,
+            reference,
+            EventType::Normal,
+            "Created",
+            "Apply",
+            format!("Created ConfigMap {cm_name}"),
+        )
+        .await;
+    }
+
+    let deploy_api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let live_deployment = lookup(&stores.deployments, ns, &ms.name);
+    let mut deployment = live_deployment.clone();
+    if let Some(live) = &live_deployment
+        && let Some(replicas) = build::replicas_handoff(ms, live)
+    {
+        scale(ctx, &deploy_api, &ms.name, replicas).await?;
+        publish(
+            recorder,
+            reference,
+            EventType::Normal,
+            "AutoscalingEnabled",
+            "HandOver",
+            format!(
+                "Autoscaling now owns the replica count of Deployment {} (kept at {replicas})",
+                ms.name
+            ),
+        )
+        .await;
+    }
+    if needs_apply(&children.deployment, live_deployment.as_deref()) {
+        let applied = apply(ctx, &deploy_api, &children.deployment).await?;
+        let verb = if live_deployment.is_some() {
+            "Updated"
+        } else {
+            "Created"
+        };
+        publish(
+            recorder,
+            reference,
+            EventType::Normal,
+            verb,
+            "Apply",
+            format!("{verb} Deployment {}", ms.name),
+        )
+        .await;
+        let mut applied = applied;
+        if live_deployment.is_none()
+            && let Some(replicas) = build::initial_replicas(ms, &applied)
+        {
+            scale(ctx, &deploy_api, &ms.name, replicas).await?;
+            if let Some(spec) = applied.spec.as_mut() {
+                spec.replicas = Some(replicas);
+            }
+        }
+        deployment = Some(Arc::new(applied));
+    }
+
+    let svc_api: Api<Service> = Api::namespaced(client.clone(), ns);
+    let live_service = lookup(&stores.services, ns, &ms.name);
+    if needs_apply(&children.service, live_service.as_deref()) {
+        apply(ctx, &svc_api, &children.service).await?;
+        let verb = if live_service.is_some() {
+            "Updated"
+        } else {
+            "Created"
+        };
+        publish(
+            recorder,
+            reference,
+            EventType::Normal,
+            verb,
+            "Apply",
+            format!("{verb} Service {}", ms.name),
+        )
+        .await;
+    }
+
+    let ing_api: Api<Ingress> = Api::namespaced(client.clone(), ns);
+    let live_ingress = lookup(&stores.ingresses, ns, &ms.name);
+    sync_optional(
+        ctx,
+        &ing_api,
+        ms,
+        children.ingress.as_ref(),
+        live_ingress.as_deref(),
+        "Ingress",
+        recorder,
+        reference,
+    )
+    .await?;
+
+    let hpa_api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), ns);
+    let live_hpa = lookup(&stores.hpas, ns, &ms.name);
+    sync_optional(
+        ctx,
+        &hpa_api,
+        ms,
+        children.hpa.as_ref(),
+        live_hpa.as_deref(),
+        "HorizontalPodAutoscaler",
+        recorder,
+        reference,
+    )
+    .await?;
+
+    Ok(deployment)
+}
+
+/// Applies an optional child when wanted and different, deletes it (if Shoal owns it) when not wanted.
+#[allow(clippy::too_many_arguments)]
+async fn sync_optional<K>(
+    ctx: &Context,
+    api: &Api<K>,
+    ms: &ValidatedMicroservice,
+    desired: Option<&K>,
+    live: Option<&K>,
+    kind: &str,
+    recorder: &Recorder,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+) -> Result<()>
+where
+    K: Resource + Serialize + DeserializeOwned + Clone + Debug,
+    K::DynamicType: Default,
+{
+    match (desired, live) {
+        (Some(desired), live) => {
+            if needs_apply(desired, live) {
+                apply(ctx, api, desired).await?;
+                let verb = if live.is_some() { "Updated" } else { "Created" };
+                publish(
+                    recorder,
+                    reference,
+                    EventType::Normal,
+                    verb,
+                    "Apply",
+                    format!("{verb} {kind} {}", ms.name),
+                )
+                .await;
+            }
+        }
+        (None, Some(live)) if owned_by(live, ms) => {
+            ctx.writes.fetch_add(1, Ordering::Relaxed);
+            match api.delete(&ms.name, &DeleteParams::background()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(err) => return Err(Error::kube(format!("deleting {kind} {}", ms.name), err)),
+            }
+            publish(
+                recorder,
+                reference,
+                EventType::Normal,
+                "Deleted",
+                "Delete",
+                format!("Deleted {kind} {}: no longer in the spec", ms.name),
+            )
+            .await;
+        }
+        (None, _) => {}
+    }
+    Ok(())
+}
+
+fn owned_by<K: Resource>(object: &K, ms: &ValidatedMicroservice) -> bool {
+    object
+        .owner_references()
+        .iter()
+        .any(|o| o.uid == ms.uid && o.controller == Some(true))
+}
+
+fn needs_apply<K: Serialize>(desired: &K, live: Option<&K>) -> bool {
+    let desired = serde_json::to_value(desired).unwrap_or_default();
+    let live = live.map(|l| serde_json::to_value(l).unwrap_or_default());
+    diff::needs_apply(&desired, live.as_ref())
+}
+
+async fn apply<K>(ctx: &Context, api: &Api<K>, object: &K) -> Result<K>
+where
+    K: Resource + Serialize + DeserializeOwned + Clone + Debug,
+{
+    let name = object
+        .meta()
+        .name
+        .clone()
+        .ok_or(Error::MissingMetadata("name"))?;
+    ctx.writes.fetch_add(1, Ordering::Relaxed);
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await
+    .map_err(|e| {
+        Error::kube(
+            format!(
+                "applying {} {name}",
+                std::any::type_name::<K>()
+                    .rsplit("::")
+                    .next()
+                    .unwrap_or("object")
+            ),
+            e,
+        )
+    })
+}
+
+/// Sets the replica count through the scale subresource under the autoscaler's field manager.
+async fn scale(ctx: &Context, api: &Api<Deployment>, name: &str, replicas: i32) -> Result<()> {
+    ctx.writes.fetch_add(1, Ordering::Relaxed);
+    let body = serde_json::json!({
+        "apiVersion": "autoscaling/v1",
+        "kind": "Scale",
+        "metadata": {"name": name},
+        "spec": {"replicas": replicas},
+    });
+    api.patch_scale(
+        name,
+        &PatchParams::apply(AUTOSCALER_FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(|e| Error::kube(format!("scaling Deployment {name} to {replicas}"), e))?;
+    Ok(())
+}
+
+async fn write_status(
+    ctx: &Context,
+    api: &Api<Microservice>,
+    name: &str,
+    status: &crate::crd::MicroserviceStatus,
+) -> Result<()> {
+    ctx.writes.fetch_add(1, Ordering::Relaxed);
+    let body = serde_json::json!({
+        "apiVersion": "shoal.dev/v1alpha1",
+        "kind": "Microservice",
+        "status": status,
+    });
+    api.patch_status(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(|e| Error::kube(format!("writing status of Microservice {name}"), e))?;
+    Ok(())
+}
+
+/// Deletes this Microservice's config ConfigMaps that are neither current nor used by a
+/// ReplicaSet the Deployment keeps for rollbacks.
+async fn prune_config_maps(ctx: &Context, ms: &ValidatedMicroservice) -> Result<()> {
+    let current = ms.config_map_name();
+    let in_use: BTreeSet<String> = ctx
+        .stores
+        .replica_sets
+        .state()
+        .iter()
+        .filter(|rs| rs.namespace().as_deref() == Some(ms.namespace.as_str()))
+        .filter(|rs| rs.labels().get(INSTANCE_LABEL) == Some(&ms.name))
+        .flat_map(|rs| referenced_config_maps(rs))
+        .collect();
+    let stale: Vec<String> = ctx
+        .stores
+        .config_maps
+        .state()
+        .iter()
+        .filter(|cm| cm.namespace().as_deref() == Some(ms.namespace.as_str()))
+        .filter(|cm| cm.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some("shoal"))
+        .filter(|cm| cm.owner_references().iter().any(|o| o.uid == ms.uid))
+        .map(|cm| cm.name_any())
+        .filter(|name| *name != current && !in_use.contains(name))
+        .collect();
+    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ms.namespace);
+    for name in stale {
+        ctx.writes.fetch_add(1, Ordering::Relaxed);
+        match api.delete(&name, &DeleteParams::background()).await {
+            Ok(_) => info!(configmap = %name, "pruned a config no retained revision uses"),
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(err) => return Err(Error::kube(format!("deleting ConfigMap {name}"), err)),
+        }
+    }
+    Ok(())
+}
+
+/// Names of the ConfigMaps a ReplicaSet's pod template takes its environment from.
+pub fn referenced_config_maps(rs: &ReplicaSet) -> Vec<String> {
+    rs.spec
+        .iter()
+        .flat_map(|s| s.template.iter())
+        .flat_map(|t| t.spec.iter())
+        .flat_map(|p| p.containers.iter())
+        .flat_map(|c| c.env_from.iter().flatten())
+        .filter_map(|e| e.config_map_ref.as_ref().map(|r| r.name.clone()))
+        .collect()
+}
+
+async fn publish(
+    recorder: &Recorder,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: action.into(),
+        secondary: None,
+    };
+    if let Err(err) = recorder.publish(&event, reference).await {
+        // An event that cannot be written is logged, never a reason to fail the reconcile.
+        warn!(error = %err, reason, "could not publish an event");
+    }
+}

@@ -1,0 +1,442 @@
+//! The `Microservice` custom resource (group `shoal.dev`, version `v1alpha1`).
+//!
+//! Doc comments on these types are what `kubectl explain microservice.spec...` shows:
+//! they are written for users. Developer notes are `//` comments.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{EnvFromSource, EnvVar, ResourceRequirements};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+/// API group of the Microservice resource.
+pub const GROUP: &str = "shoal.dev";
+/// Name of the CustomResourceDefinition.
+pub const CRD_NAME: &str = "microservices.shoal.dev";
+
+// The DNS-name rule used for ingress hosts: RFC 1123 subdomain, optionally with a leading
+// wildcard label, as Ingress itself accepts.
+const HOST_RULE: &str =
+    r"self.matches('^(\\*\\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')";
+
+/// A Microservice is one service described in one object. Shoal turns it into a
+/// ConfigMap, a Deployment, a Service, an optional Ingress and, for CPU-only autoscaling,
+/// a HorizontalPodAutoscaler; it scales it on CPU and request rate and reports rollouts
+/// through status conditions.
+// The printcolumn entries repeat `type_ = ...` by design; clippy reads them as duplicates.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[kube(
+    group = "shoal.dev",
+    version = "v1alpha1",
+    kind = "Microservice",
+    plural = "microservices",
+    singular = "microservice",
+    shortname = "ms",
+    shortname = "msvc",
+    category = "shoal",
+    namespaced,
+    status = "MicroserviceStatus",
+    derive = "PartialEq",
+    doc = "A Microservice is one service described in one object: Shoal renders its ConfigMap, Deployment, Service, Ingress and HPA, autoscales it and reports rollouts in status.",
+    printcolumn(name = "Image", type_ = "string", json_path = ".spec.image"),
+    printcolumn(
+        name = "Desired",
+        type_ = "integer",
+        json_path = ".status.desiredReplicas"
+    ),
+    printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyReplicas"),
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(validation = Rule::new("!(has(self.replicas) && has(self.autoscaling))").message("spec.replicas and spec.autoscaling are mutually exclusive: remove spec.replicas to autoscale, or spec.autoscaling to run a fixed count"))]
+#[serde(rename_all = "camelCase")]
+pub struct MicroserviceSpec {
+    /// Container image to run, for example `registry.example/checkout:1.4.2`.
+    #[schemars(length(max = 1024))]
+    #[x_kube(validation = Rule::new("self.trim() != ''").message("spec.image must not be empty"))]
+    pub image: String,
+
+    /// Port the container listens on for HTTP traffic (1-65535). Probes and the Service
+    /// target it. Defaults to 8080.
+    #[serde(default = "default_port")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 65535").message("spec.port must be between 1 and 65535"))]
+    pub port: i32,
+
+    /// Entrypoint override (the container's `command`). The image's ENTRYPOINT is used when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+
+    /// Arguments to the entrypoint (the container's `args`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
+
+    /// Environment variables of the container, as in a Pod (`value` or `valueFrom`, for
+    /// example a `secretKeyRef`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserve_list")]
+    pub env: Option<Vec<EnvVar>>,
+
+    /// Sources of environment variables, as in a Pod: whole ConfigMaps or Secrets
+    /// (`secretRef`). Shoal's own config (`spec.config`) is always added first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserve_list")]
+    pub env_from: Option<Vec<EnvFromSource>>,
+
+    /// Configuration as key/value pairs. It becomes an immutable ConfigMap named after a
+    /// hash of its content and is passed to the container as environment variables, so a
+    /// change of config is a new revision that rolls out (and rolls back) with the image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<BTreeMap<String, String>>,
+
+    /// Compute resources of the container (requests and limits). CPU autoscaling needs
+    /// `requests.cpu`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserve_object")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// HTTP probes. By default both readiness and liveness probe `GET /health` on `spec.port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probes: Option<Probes>,
+
+    /// The Service in front of the pods. Defaults to a ClusterIP Service on port 80.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceSettings>,
+
+    /// Expose the service through an Ingress. No Ingress exists when this is unset; removing
+    /// it deletes the Ingress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<IngressSettings>,
+
+    /// Fixed number of replicas when not autoscaling (default 1). Must not be set together
+    /// with `spec.autoscaling`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0").message("spec.replicas must not be negative"))]
+    pub replicas: Option<i32>,
+
+    /// Horizontal autoscaling. With only a CPU target a native HorizontalPodAutoscaler does
+    /// the scaling; with a request-rate target Shoal's own metrics loop scales on all targets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<Autoscaling>,
+
+    /// How new revisions roll out and what happens when one fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutSettings>,
+}
+
+fn default_port() -> i32 {
+    8080
+}
+
+// Kubernetes' own types (EnvVar, ResourceRequirements) carry long nested schemas; the
+// apiserver validates them again when the Deployment is applied. Keep the CRD small and
+// readable by accepting them as schemaless lists/objects (`x-kubernetes-preserve-unknown-fields`).
+fn preserve_list(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "array",
+        "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+    })
+}
+
+fn preserve_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "object", "x-kubernetes-preserve-unknown-fields": true})
+}
+
+/// HTTP probes of the container.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Probes {
+    /// Readiness probe: a pod receives traffic only while it passes. Default `GET /health`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness: Option<HttpProbe>,
+    /// Liveness probe: a pod that fails it is restarted. Default `GET /health`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub liveness: Option<HttpProbe>,
+}
+
+/// An HTTP GET probe.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpProbe {
+    /// Set to false to turn this probe off. Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// HTTP path to GET, starting with `/`. Default `/health`.
+    #[schemars(length(max = 1024))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.startsWith('/')").message("probe path must start with '/'"))]
+    pub path: Option<String>,
+    /// Port to probe. Default `spec.port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 65535").message("probe port must be between 1 and 65535"))]
+    pub port: Option<i32>,
+    /// Seconds after the container starts before the first probe. Default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_delay_seconds: Option<i32>,
+    /// Seconds between probes. Default 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period_seconds: Option<i32>,
+    /// Consecutive failures before the probe counts as failed. Default 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_threshold: Option<i32>,
+}
+
+/// Kind of Service.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
+pub enum ServiceType {
+    /// Reachable inside the cluster only (default).
+    #[default]
+    ClusterIP,
+    /// Also on a port of every node.
+    NodePort,
+    /// Also through a cloud load balancer.
+    LoadBalancer,
+}
+
+/// Settings of the Service.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSettings {
+    /// Service type: ClusterIP (default), NodePort or LoadBalancer.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<ServiceType>,
+    /// Port the Service listens on (1-65535); it forwards to `spec.port`. Default 80.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 65535").message("spec.service.port must be between 1 and 65535"))]
+    pub port: Option<i32>,
+}
+
+/// Settings of the Ingress.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressSettings {
+    /// Host name the Ingress answers for, a DNS name such as `checkout.example.com`.
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = Rule::new(HOST_RULE).message("spec.ingress.host must be a lowercase DNS name such as checkout.example.com"))]
+    pub host: String,
+    /// URL path prefix routed to the service. Default `/`.
+    #[schemars(length(max = 1024))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.startsWith('/')").message("spec.ingress.path must start with '/'"))]
+    pub path: Option<String>,
+    /// IngressClass to use; the cluster's default class when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_name: Option<String>,
+    /// Name of a Secret holding the TLS certificate for the host. Plain HTTP when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_secret_name: Option<String>,
+}
+
+/// Which component scales the Deployment.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
+pub enum ScalingEngine {
+    /// A native HPA when only CPU is targeted, Shoal's metrics loop when a request-rate
+    /// target is set (default).
+    #[default]
+    Auto,
+    /// Always a native HorizontalPodAutoscaler (CPU targets only).
+    #[serde(rename = "HPA")]
+    Hpa,
+    /// Always Shoal's own metrics loop.
+    Shoal,
+}
+
+/// Horizontal autoscaling settings.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.minReplicas <= self.maxReplicas").message("spec.autoscaling.minReplicas must be less than or equal to spec.autoscaling.maxReplicas"))]
+#[x_kube(validation = Rule::new("has(self.cpu) || has(self.requestRate)").message("spec.autoscaling needs at least one target: spec.autoscaling.cpu or spec.autoscaling.requestRate"))]
+#[x_kube(validation = Rule::new("!(has(self.engine) && self.engine == 'HPA' && has(self.requestRate))").message("spec.autoscaling.engine HPA scales on CPU only: remove spec.autoscaling.requestRate or use engine Shoal"))]
+pub struct Autoscaling {
+    /// Lowest number of replicas (at least 1). Default 1.
+    #[serde(default = "default_min_replicas")]
+    #[x_kube(validation = Rule::new("self >= 1").message("spec.autoscaling.minReplicas must be at least 1"))]
+    pub min_replicas: i32,
+    /// Highest number of replicas.
+    #[x_kube(validation = Rule::new("self >= 1").message("spec.autoscaling.maxReplicas must be at least 1"))]
+    pub max_replicas: i32,
+    /// Scale on average CPU utilization, as a percentage of the pods' CPU requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<CpuTarget>,
+    /// Scale on request rate, read from Prometheus.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_rate: Option<RequestRateTarget>,
+    /// Which component scales: Auto (default), HPA or Shoal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<ScalingEngine>,
+    /// Scaling speed and stabilization, with the shape and defaults of the HPA's `behavior`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub behavior: Option<ScalingBehavior>,
+}
+
+fn default_min_replicas() -> i32 {
+    1
+}
+
+/// CPU utilization target.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CpuTarget {
+    /// Target average CPU utilization in percent of the requested CPU, for example 70.
+    #[x_kube(validation = Rule::new("self > 0").message("spec.autoscaling.cpu.targetUtilization must be greater than 0"))]
+    pub target_utilization: i32,
+}
+
+/// Request-rate target.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestRateTarget {
+    /// Requests per second one replica should serve, for example 50.
+    #[x_kube(validation = Rule::new("self > 0.0").message("spec.autoscaling.requestRate.targetPerReplica must be greater than 0"))]
+    pub target_per_replica: f64,
+    /// A whole PromQL query that returns this service's total request rate per second as
+    /// a single series, replacing the operator's default query.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+}
+
+/// Scaling behavior, as in the HPA's `behavior` field.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ScalingBehavior {
+    /// How fast to scale up. Default: no stabilization; at most +100% or +4 pods per 15 s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_up: Option<ScalingRules>,
+    /// How fast to scale down. Default: 300 s stabilization; at most -100% per 15 s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_down: Option<ScalingRules>,
+}
+
+/// Scaling rules for one direction.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ScalingRules {
+    /// Seconds of past recommendations to consider (0-3600): the most conservative one wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0 && self <= 3600").message("stabilizationWindowSeconds must be between 0 and 3600"))]
+    pub stabilization_window_seconds: Option<i32>,
+    /// Which policy wins when several apply: Max (default), Min, or Disabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub select_policy: Option<SelectPolicy>,
+    /// Limits on the change per period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policies: Option<Vec<ScalingPolicy>>,
+}
+
+/// Which of several policies is used.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
+pub enum SelectPolicy {
+    /// The policy that allows the largest change (default).
+    #[default]
+    Max,
+    /// The policy that allows the smallest change.
+    Min,
+    /// No scaling in this direction.
+    Disabled,
+}
+
+/// Kind of a scaling policy.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PolicyType {
+    /// An absolute number of pods.
+    Pods,
+    /// A percentage of the current replicas.
+    Percent,
+}
+
+/// One limit on the change of replicas per period.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ScalingPolicy {
+    /// Pods or Percent.
+    #[serde(rename = "type")]
+    pub type_: PolicyType,
+    /// How many pods, or what percentage, may change within the period (> 0).
+    #[x_kube(validation = Rule::new("self > 0").message("scaling policy value must be greater than 0"))]
+    pub value: i32,
+    /// Length of the period in seconds (1-1800).
+    #[x_kube(validation = Rule::new("self > 0 && self <= 1800").message("scaling policy periodSeconds must be between 1 and 1800"))]
+    pub period_seconds: i32,
+}
+
+/// Rollout settings.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutSettings {
+    /// Most pods above the desired count during a rollout: a number or a percentage. Default 25%.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "int_or_string")]
+    pub max_surge: Option<IntOrString>,
+    /// Most pods unavailable during a rollout: a number or a percentage. Default 25%.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "int_or_string")]
+    pub max_unavailable: Option<IntOrString>,
+    /// Seconds a rollout may make no progress before it counts as failed. Default 600.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self > 0").message("spec.rollout.progressDeadlineSeconds must be greater than 0"))]
+    pub progress_deadline_seconds: Option<i32>,
+    /// Restore the last good revision when a rollout fails. Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_rollback: Option<bool>,
+}
+
+fn int_or_string(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"x-kubernetes-int-or-string": true})
+}
+
+/// Observed state of a Microservice.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct MicroserviceStatus {
+    /// The generation of the spec that this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Standard conditions: Ready, and the rollout and autoscaler conditions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+    /// Replicas the Deployment asks for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_replicas: Option<i32>,
+    /// Replicas that are ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_replicas: Option<i32>,
+    /// Which component scales this service: None, HPA or Shoal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling_engine: Option<String>,
+    /// Name of the ConfigMap the current pod template uses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<String>,
+}
+
+fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let item = generator.subschema_for::<Condition>();
+    schemars::json_schema!({
+        "type": "array",
+        "items": item,
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["type"]
+    })
+}

@@ -1,0 +1,278 @@
+//! Validation: what the CRD schema and its CEL rules cannot say, checked before anything
+//! is built. A [`ValidatedMicroservice`] has everything the builders need, so they cannot fail.
+
+use std::collections::BTreeMap;
+
+use kube::ResourceExt;
+use sha2::{Digest, Sha256};
+
+use crate::crd::{Microservice, MicroserviceSpec, ScalingEngine};
+
+/// Who sets the Deployment's replica count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    /// Not autoscaled: the controller applies this fixed count.
+    Fixed(i32),
+    /// A native HorizontalPodAutoscaler (CPU targets only).
+    Hpa,
+    /// Shoal's own metrics loop.
+    Shoal,
+}
+
+impl Engine {
+    /// Name shown in `status.scalingEngine`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Engine::Fixed(_) => "None",
+            Engine::Hpa => "HPA",
+            Engine::Shoal => "Shoal",
+        }
+    }
+}
+
+/// A Microservice that passed validation: metadata present, derived names fit, engine chosen.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidatedMicroservice {
+    /// Name of the Microservice, also the name of its Deployment, Service, Ingress and HPA.
+    pub name: String,
+    /// Namespace of the Microservice and of all its children.
+    pub namespace: String,
+    /// UID, for owner references.
+    pub uid: String,
+    /// `metadata.generation`.
+    pub generation: i64,
+    /// The spec as given.
+    pub spec: MicroserviceSpec,
+    /// Content hash of `spec.config` (8 hex digits).
+    pub config_hash: String,
+    /// Which component scales the Deployment.
+    pub engine: Engine,
+}
+
+impl ValidatedMicroservice {
+    /// Name of the content-addressed ConfigMap of the current config.
+    pub fn config_map_name(&self) -> String {
+        format!("{}-config-{}", self.name, self.config_hash)
+    }
+}
+
+/// Why a Microservice cannot be reconciled: shown as `Ready=False, reason=InvalidSpec`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct InvalidSpec {
+    /// The field at fault, as a path (`metadata.name`, `spec.resources.requests.cpu`).
+    pub field: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> InvalidSpec {
+    InvalidSpec {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// Most bytes a ConfigMap may hold.
+const CONFIG_MAP_MAX_BYTES: usize = 1024 * 1024;
+
+/// Checks what the schema could not, and resolves defaults the builders rely on.
+pub fn validate(ms: &Microservice) -> Result<ValidatedMicroservice, InvalidSpec> {
+    let name = ms
+        .metadata
+        .name
+        .clone()
+        .ok_or_else(|| invalid("metadata.name", "missing"))?;
+    let namespace = ms
+        .namespace()
+        .ok_or_else(|| invalid("metadata.namespace", "missing"))?;
+    let uid = ms.uid().ok_or_else(|| invalid("metadata.uid", "missing"))?;
+    let generation = ms.metadata.generation.unwrap_or(0);
+    let spec = &ms.spec;
+
+    if !is_dns1035_label(&name) {
+        return Err(invalid(
+            "metadata.name",
+            format!(
+                "{name:?} cannot name a Service: it must be at most 63 characters of lowercase letters, digits and '-', start with a letter and end with a letter or digit"
+            ),
+        ));
+    }
+    if let Some(resources) = &spec.resources {
+        for (kind, list) in [
+            ("requests", &resources.requests),
+            ("limits", &resources.limits),
+        ] {
+            for (resource, quantity) in list.iter().flatten() {
+                if parse_quantity(&quantity.0).is_none() {
+                    return Err(invalid(
+                        format!("spec.resources.{kind}.{resource}"),
+                        format!(
+                            "{:?} is not a quantity such as 250m, 0.5, 128Mi or 1G",
+                            quantity.0
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    let config = spec.config.clone().unwrap_or_default();
+    if let Some(key) = config.keys().find(|k| !is_config_key(k)) {
+        return Err(invalid(
+            format!("spec.config.{key}"),
+            "config keys must be non-empty and consist of letters, digits, '-', '_' or '.' (they become ConfigMap keys)",
+        ));
+    }
+    let config_bytes: usize = config.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if config_bytes > CONFIG_MAP_MAX_BYTES {
+        return Err(invalid(
+            "spec.config",
+            format!("holds {config_bytes} bytes; a ConfigMap holds at most 1 MiB"),
+        ));
+    }
+    let engine = match &spec.autoscaling {
+        None => Engine::Fixed(spec.replicas.unwrap_or(1)),
+        Some(autoscaling) => {
+            let engine = match (
+                autoscaling.engine.unwrap_or_default(),
+                &autoscaling.request_rate,
+            ) {
+                (ScalingEngine::Hpa, _) | (ScalingEngine::Auto, None) => Engine::Hpa,
+                (ScalingEngine::Shoal, _) | (ScalingEngine::Auto, Some(_)) => Engine::Shoal,
+            };
+            if autoscaling.cpu.is_some() && !has_cpu_request(spec) {
+                return Err(invalid(
+                    "spec.resources.requests.cpu",
+                    "spec.autoscaling.cpu needs a CPU request: utilization is a percentage of spec.resources.requests.cpu",
+                ));
+            }
+            if engine == Engine::Hpa && autoscaling.cpu.is_none() {
+                return Err(invalid(
+                    "spec.autoscaling.cpu",
+                    "the HPA engine scales on CPU only: set spec.autoscaling.cpu",
+                ));
+            }
+            engine
+        }
+    };
+    Ok(ValidatedMicroservice {
+        config_hash: config_hash(&config),
+        name,
+        namespace,
+        uid,
+        generation,
+        spec: spec.clone(),
+        engine,
+    })
+}
+
+fn has_cpu_request(spec: &MicroserviceSpec) -> bool {
+    spec.resources
+        .as_ref()
+        .and_then(|r| r.requests.as_ref())
+        .is_some_and(|r| r.contains_key("cpu"))
+}
+
+/// 8 hex digits of the SHA-256 of the config, stable across runs and key order.
+pub fn config_hash(config: &BTreeMap<String, String>) -> String {
+    let mut hasher = Sha256::new();
+    for (key, value) in config {
+        // Length-prefixed so that {"a": "bc"} and {"ab": "c"} differ.
+        hasher.update((key.len() as u64).to_le_bytes());
+        hasher.update(key.as_bytes());
+        hasher.update((value.len() as u64).to_le_bytes());
+        hasher.update(value.as_bytes());
+    }
+    let digest = hasher.finalize();
+    digest.iter().take(4).map(|b| format!("{b:02x}")).collect()
+}
+
+/// A valid ConfigMap key.
+pub fn is_config_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= 253
+        && key != "."
+        && key != ".."
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+/// RFC 1035 label: what a Service name must be.
+pub fn is_dns1035_label(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes[0].is_ascii_lowercase()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[bytes.len() - 1] != b'-'
+}
+
+/// Value of a Kubernetes quantity (`250m`, `1.5`, `128Mi`, `1e3`), or None if malformed.
+pub fn parse_quantity(s: &str) -> Option<f64> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(s.len());
+    let (number, suffix) = s.split_at(split);
+    if number.is_empty() || number == "+" || number == "-" || number.matches('.').count() > 1 {
+        return None;
+    }
+    let value: f64 = number.parse().ok()?;
+    let multiplier = match suffix {
+        "" => 1.0,
+        "n" => 1e-9,
+        "u" => 1e-6,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024.0,
+        "Mi" => 1024.0_f64.powi(2),
+        "Gi" => 1024.0_f64.powi(3),
+        "Ti" => 1024.0_f64.powi(4),
+        "Pi" => 1024.0_f64.powi(5),
+        "Ei" => 1024.0_f64.powi(6),
+        exp if exp.starts_with(['e', 'E']) => 10f64.powi(exp[1..].parse::<i32>().ok()?),
+        _ => return None,
+    };
+    Some(value * multiplier)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities_parse_like_kubernetes() {
+        assert_eq!(parse_quantity("250m"), Some(0.25));
+        assert_eq!(parse_quantity("2"), Some(2.0));
+        assert_eq!(parse_quantity("128Mi"), Some(128.0 * 1024.0 * 1024.0));
+        assert_eq!(parse_quantity("1e3"), Some(1000.0));
+        assert_eq!(parse_quantity("banana"), None);
+        assert_eq!(parse_quantity("1.2.3"), None);
+        assert_eq!(parse_quantity("5Q"), None);
+    }
+
+    #[test]
+    fn config_hash_is_stable_and_content_sensitive() {
+        let a = BTreeMap::from([("A".to_string(), "bc".to_string())]);
+        let b = BTreeMap::from([("AB".to_string(), "c".to_string())]);
+        assert_eq!(config_hash(&a), config_hash(&a.clone()));
+        assert_ne!(config_hash(&a), config_hash(&b));
+        assert_eq!(config_hash(&a).len(), 8);
+    }
+
+    #[test]
+    fn service_names_must_be_dns_1035_labels() {
+        assert!(is_dns1035_label("checkout-2"));
+        assert!(!is_dns1035_label("2checkout"));
+        assert!(!is_dns1035_label("a.b"));
+        assert!(!is_dns1035_label(&"a".repeat(64)));
+    }
+}

@@ -1,0 +1,126 @@
+//! Bad input: the CRD's schema rules (evaluated client-side with the same CEL rules the
+//! apiserver runs) and the operator's own validation refuse it with a message naming the field.
+
+mod support;
+
+use shoal::validate::validate;
+
+const BASE: &str =
+    "apiVersion: shoal.dev/v1alpha1\nkind: Microservice\nmetadata: {name: bad}\nspec:\n";
+
+fn cel_errors(spec: &str) -> String {
+    let ms = support::microservice_from_yaml(&format!("{BASE}{spec}"));
+    match kube::core::cel::validate_cel(&ms) {
+        Ok(()) => String::new(),
+        Err(errors) => format!("{errors:?}"),
+    }
+}
+
+#[test]
+fn schema_rules_refuse_bad_specs_naming_the_field() {
+    let cases = [
+        ("  image: ''\n", "spec.image must not be empty"),
+        ("  image: '  '\n", "spec.image must not be empty"),
+        (
+            "  image: x\n  port: 0\n",
+            "spec.port must be between 1 and 65535",
+        ),
+        (
+            "  image: x\n  port: 70000\n",
+            "spec.port must be between 1 and 65535",
+        ),
+        (
+            "  image: x\n  replicas: 2\n  autoscaling: {maxReplicas: 3, cpu: {targetUtilization: 50}}\n",
+            "spec.replicas and spec.autoscaling are mutually exclusive",
+        ),
+        (
+            "  image: x\n  autoscaling: {minReplicas: 5, maxReplicas: 3, cpu: {targetUtilization: 50}}\n",
+            "spec.autoscaling.minReplicas must be less than or equal to spec.autoscaling.maxReplicas",
+        ),
+        (
+            "  image: x\n  autoscaling: {maxReplicas: 3, cpu: {targetUtilization: 0}}\n",
+            "spec.autoscaling.cpu.targetUtilization must be greater than 0",
+        ),
+        (
+            "  image: x\n  autoscaling: {maxReplicas: 3, requestRate: {targetPerReplica: 0}}\n",
+            "spec.autoscaling.requestRate.targetPerReplica must be greater than 0",
+        ),
+        (
+            "  image: x\n  autoscaling: {maxReplicas: 3}\n",
+            "spec.autoscaling needs at least one target",
+        ),
+        (
+            "  image: x\n  ingress: {host: 'Not A Host!'}\n",
+            "spec.ingress.host must be a lowercase DNS name",
+        ),
+        (
+            "  image: x\n  ingress: {host: a.example.com, path: nope}\n",
+            "spec.ingress.path must start with '/'",
+        ),
+        (
+            "  image: x\n  service: {port: 0}\n",
+            "spec.service.port must be between 1 and 65535",
+        ),
+        (
+            "  image: x\n  replicas: -1\n",
+            "spec.replicas must not be negative",
+        ),
+    ];
+    for (spec, message) in cases {
+        let errors = cel_errors(spec);
+        assert!(
+            errors.contains(message),
+            "spec {spec:?}: expected {message:?}, got {errors:?}"
+        );
+    }
+}
+
+#[test]
+fn valid_variants_pass_the_schema_rules() {
+    for spec in [
+        "  image: x\n",
+        "  image: x\n  ingress: {host: '*.example.com'}\n",
+        "  image: x\n  autoscaling: {maxReplicas: 3, requestRate: {targetPerReplica: 0.5}}\n",
+    ] {
+        assert_eq!(cel_errors(spec), "", "spec {spec:?} should be valid");
+    }
+}
+
+fn operator_error(spec: &str, name: &str) -> String {
+    let mut ms = support::microservice_from_yaml(&format!("{BASE}{spec}"));
+    ms.metadata.name = Some(name.to_string());
+    match validate(&ms) {
+        Ok(_) => String::new(),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn operator_validation_names_the_field() {
+    let cases = [
+        ("  image: x\n", "1st-service", "metadata.name"),
+        (
+            "  image: x\n  resources: {requests: {cpu: banana}}\n",
+            "ok",
+            "spec.resources.requests.cpu",
+        ),
+        (
+            "  image: x\n  config: {'bad key': v}\n",
+            "ok",
+            "spec.config.bad key",
+        ),
+        (
+            "  image: x\n  autoscaling: {maxReplicas: 3, cpu: {targetUtilization: 50}}\n",
+            "ok",
+            "spec.resources.requests.cpu",
+        ),
+    ];
+    for (spec, name, field) in cases {
+        let error = operator_error(spec, name);
+        assert!(
+            error.starts_with(field),
+            "spec {spec:?} name {name}: expected field {field}, got {error:?}"
+        );
+    }
+    assert_eq!(operator_error("  image: x\n", "fine-name"), "");
+}
