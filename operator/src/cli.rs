@@ -22,7 +22,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the operator against the cluster of the current kubeconfig (or in-cluster config).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the Microservice CustomResourceDefinition as YAML.
     Crd,
 }
@@ -42,6 +42,71 @@ pub struct RunArgs {
     /// Most Microservices reconciled at once.
     #[arg(long, env = "SHOAL_CONCURRENCY", default_value_t = 16)]
     pub concurrency: u16,
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "SHOAL_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Which loops this process runs: all, controller or autoscaler (to deploy them apart).
+    #[arg(long, env = "SHOAL_COMPONENTS", value_enum, default_value = "all")]
+    pub components: Components,
+    /// Base URL of Prometheus.
+    #[arg(
+        long,
+        env = "SHOAL_PROMETHEUS_URL",
+        default_value = "http://prometheus.monitoring.svc:9090"
+    )]
+    pub prometheus_url: String,
+    /// Timeout of one Prometheus query, in seconds.
+    #[arg(long, env = "SHOAL_PROMETHEUS_TIMEOUT_SECONDS", default_value_t = 5.0)]
+    pub prometheus_timeout_seconds: f64,
+    /// Seconds between ticks of the metrics loop (fractions allowed, down to 1).
+    #[arg(long, env = "SHOAL_TICK_SECONDS", default_value_t = 15.0)]
+    pub tick_seconds: f64,
+    /// Request counter metric.
+    #[arg(
+        long,
+        env = "SHOAL_REQUEST_METRIC",
+        default_value = "http_requests_total"
+    )]
+    pub request_metric: String,
+    /// Label holding the namespace in both metrics.
+    #[arg(long, env = "SHOAL_NAMESPACE_LABEL", default_value = "namespace")]
+    pub namespace_label: String,
+    /// Label of the request counter holding the Microservice's name.
+    #[arg(long, env = "SHOAL_SERVICE_LABEL", default_value = "service")]
+    pub service_label: String,
+    /// Label of the CPU counter holding the pod's name.
+    #[arg(long, env = "SHOAL_POD_LABEL", default_value = "pod")]
+    pub pod_label: String,
+    /// CPU counter metric (seconds of CPU used).
+    #[arg(
+        long,
+        env = "SHOAL_CPU_METRIC",
+        default_value = "container_cpu_usage_seconds_total"
+    )]
+    pub cpu_metric: String,
+    /// Extra label selector of the CPU counter.
+    #[arg(long, env = "SHOAL_CPU_SELECTOR", default_value = "container!=\"\"")]
+    pub cpu_selector: String,
+    /// Range of the stable rate() (PromQL duration).
+    #[arg(long, env = "SHOAL_RATE_WINDOW", default_value = "1m")]
+    pub rate_window: String,
+    /// Range of the burst irate() (PromQL duration).
+    #[arg(long, env = "SHOAL_BURST_WINDOW", default_value = "30s")]
+    pub burst_window: String,
+    /// Default scale-down stabilization window in seconds (a Microservice's behavior overrides it).
+    #[arg(long, env = "SHOAL_SCALE_DOWN_WINDOW_SECONDS", default_value_t = 300)]
+    pub scale_down_window_seconds: i64,
+}
+
+/// Which loops run in this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Components {
+    /// The controller and the metrics loop.
+    All,
+    /// Only the reconcile loop.
+    Controller,
+    /// Only the metrics loop.
+    Autoscaler,
 }
 
 /// Runs the parsed command.
@@ -51,7 +116,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
             print!("{}", crd_yaml()?);
             Ok(())
         }
-        Command::Run(args) => run(args).await,
+        Command::Run(args) => run(*args).await,
     }
 }
 
@@ -70,16 +135,105 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         log_level,
         resync_seconds,
         concurrency,
+        namespace,
+        components,
+        prometheus_url,
+        prometheus_timeout_seconds,
+        tick_seconds,
+        request_metric,
+        namespace_label,
+        service_label,
+        pod_label,
+        cpu_metric,
+        cpu_selector,
+        rate_window,
+        burst_window,
+        scale_down_window_seconds,
     } = args;
     telemetry::init_tracing(log_format, &log_level);
-    let client = kube::Client::try_default()
-        .await
-        .context("connecting to Kubernetes (set KUBECONFIG or run in a cluster)")?;
-    crate::controller::check_crd_installed(&client).await?;
-    let config = crate::controller::Config {
+    anyhow::ensure!(tick_seconds >= 1.0, "--tick-seconds must be at least 1");
+    anyhow::ensure!(
+        prometheus_timeout_seconds > 0.0,
+        "--prometheus-timeout-seconds must be positive"
+    );
+    let client = client().await?;
+    crate::controller::check_crd_installed(&client, namespace.as_deref()).await?;
+    let controller_config = crate::controller::Config {
         resync: Duration::from_secs(resync_seconds),
         concurrency,
+        namespace: namespace.clone(),
     };
-    crate::controller::run(client, config).await;
+    let autoscaler_config = crate::autoscaler::run::Config {
+        tick: Duration::from_secs_f64(tick_seconds),
+        metrics: crate::autoscaler::source::MetricsConfig {
+            url: prometheus_url,
+            timeout: Duration::from_secs_f64(prometheus_timeout_seconds),
+            request_metric,
+            namespace_label,
+            service_label,
+            pod_label,
+            cpu_metric,
+            cpu_selector,
+            rate_window,
+            burst_window,
+        },
+        scale_down_window_seconds,
+        namespace,
+    };
+    let stats = std::sync::Arc::new(crate::autoscaler::run::Stats::default());
+    let controller = async {
+        if components != Components::Autoscaler {
+            crate::controller::run(client.clone(), controller_config).await;
+        }
+    };
+    let autoscaler = async {
+        if components != Components::Controller {
+            crate::autoscaler::run::run(
+                client.clone(),
+                autoscaler_config,
+                stats.clone(),
+                shutdown_signal(),
+            )
+            .await;
+        }
+    };
+    futures::join!(controller, autoscaler);
     Ok(())
+}
+
+/// A client for the cluster of the current kubeconfig (or the in-cluster config) that
+/// names itself `shoal/<version>` in the apiserver's logs and audit trail.
+pub async fn client() -> anyhow::Result<kube::Client> {
+    let mut config = kube::Config::infer()
+        .await
+        .context("finding the cluster: set KUBECONFIG, or run inside a cluster")?;
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(concat!("shoal/", env!("CARGO_PKG_VERSION"))),
+    ));
+    kube::Client::try_from(config).context("building the Kubernetes client")
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
 }

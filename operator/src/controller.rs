@@ -50,6 +50,20 @@ pub struct Config {
     pub resync: Duration,
     /// Most reconciles at once.
     pub concurrency: u16,
+    /// Watch only this namespace; all namespaces when None.
+    pub namespace: Option<String>,
+}
+
+/// An API handle for one namespace, or all of them.
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
 }
 
 /// Watch caches of the children.
@@ -91,8 +105,8 @@ pub struct Context {
 }
 
 /// Fails with the install command when the CRD is not installed.
-pub async fn check_crd_installed(client: &Client) -> anyhow::Result<()> {
-    let api: Api<Microservice> = Api::all(client.clone());
+pub async fn check_crd_installed(client: &Client, namespace: Option<&str>) -> anyhow::Result<()> {
+    let api: Api<Microservice> = scoped(client, namespace);
     match api.list(&ListParams::default().limit(1)).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 404 => anyhow::bail!(
@@ -124,6 +138,7 @@ where
 
 /// Runs the controller until SIGTERM or Ctrl-C.
 pub async fn run(client: Client, config: Config) {
+    let ns = config.namespace.as_deref();
     let (deployments, deployments_w) = reflector::store();
     let (services, services_w) = reflector::store();
     let (ingresses, ingresses_w) = reflector::store();
@@ -132,35 +147,29 @@ pub async fn run(client: Client, config: Config) {
     let (replica_sets, replica_sets_w) = reflector::store();
     // ConfigMaps are content-addressed: their metadata says all the controller needs.
     let config_map_stream = cached_watch(
-        Api::<PartialObjectMeta<ConfigMap>>::all(client.clone()),
+        scoped::<PartialObjectMeta<ConfigMap>>(&client, ns),
         config_maps_w,
     );
     let controller = Controller::new(
-        Api::<Microservice>::all(client.clone()),
+        scoped::<Microservice>(&client, ns),
         watcher::Config::default(),
     )
     .with_config(kube::runtime::controller::Config::default().concurrency(config.concurrency))
     .owns_stream(cached_watch(
-        Api::<Deployment>::all(client.clone()),
+        scoped::<Deployment>(&client, ns),
         deployments_w,
     ))
+    .owns_stream(cached_watch(scoped::<Service>(&client, ns), services_w))
+    .owns_stream(cached_watch(scoped::<Ingress>(&client, ns), ingresses_w))
     .owns_stream(cached_watch(
-        Api::<Service>::all(client.clone()),
-        services_w,
-    ))
-    .owns_stream(cached_watch(
-        Api::<Ingress>::all(client.clone()),
-        ingresses_w,
-    ))
-    .owns_stream(cached_watch(
-        Api::<HorizontalPodAutoscaler>::all(client.clone()),
+        scoped::<HorizontalPodAutoscaler>(&client, ns),
         hpas_w,
     ))
     .owns_stream(config_map_stream)
     .shutdown_on_signal();
     // ReplicaSets are only read (which old ConfigMaps a retained revision still uses); they
     // are owned by Deployments, so they trigger nothing themselves.
-    let replica_set_watch = cached_watch(Api::<ReplicaSet>::all(client.clone()), replica_sets_w);
+    let replica_set_watch = cached_watch(scoped::<ReplicaSet>(&client, ns), replica_sets_w);
     let stores = Stores {
         deployments,
         services,
@@ -531,7 +540,7 @@ async fn write_status(
     let body = serde_json::json!({
         "apiVersion": "shoal.dev/v1alpha1",
         "kind": "Microservice",
-        "status": status,
+        "status": status::controller_view(status),
     });
     api.patch_status(
         name,

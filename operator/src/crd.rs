@@ -49,9 +49,20 @@ const HOST_RULE: &str =
     ),
     printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyReplicas"),
     printcolumn(
+        name = "RPS",
+        type_ = "number",
+        json_path = ".status.autoscaler.requestRate.current"
+    ),
+    printcolumn(
         name = "Status",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Engine",
+        type_ = "string",
+        json_path = ".status.scalingEngine",
+        priority = "1"
     ),
     printcolumn(
         name = "Reason",
@@ -287,6 +298,27 @@ pub struct Autoscaling {
     /// Scaling speed and stabilization, with the shape and defaults of the HPA's `behavior`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub behavior: Option<ScalingBehavior>,
+    /// Hold the current replica count: Shoal's metrics loop makes no change while true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<bool>,
+    /// What to do when no metric can be read (Prometheus down, empty results). Replicas are
+    /// always held; with a fallback they are raised to at least `replicas` after
+    /// `afterFailures` consecutive failed ticks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<Fallback>,
+}
+
+/// Replica floor while metrics are missing.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Fallback {
+    /// Replicas to keep at least (clamped to min/max).
+    #[x_kube(validation = Rule::new("self >= 1").message("spec.autoscaling.fallback.replicas must be at least 1"))]
+    pub replicas: i32,
+    /// Consecutive failed ticks before the fallback applies. Default 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1").message("spec.autoscaling.fallback.afterFailures must be at least 1"))]
+    pub after_failures: Option<i32>,
 }
 
 fn default_min_replicas() -> i32 {
@@ -429,6 +461,56 @@ pub struct MicroserviceStatus {
     /// Name of the ConfigMap the current pod template uses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_map: Option<String>,
+    /// The last decision of Shoal's metrics loop (engine Shoal only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaler: Option<AutoscalerStatus>,
+}
+
+/// The metrics loop's last decision, explained.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoscalerStatus {
+    /// Replicas before the decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_replicas: Option<i32>,
+    /// Replicas after the decision (stabilized, rate-limited and clamped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_replicas: Option<i32>,
+    /// The largest per-metric proposal, before stabilization, policies and min/max.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_desired_replicas: Option<i32>,
+    /// Why the desired count differs from the raw one (a ScalingLimited reason), if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limited_by: Option<String>,
+    /// When the metrics loop last changed the replica count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scale_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    /// Request rate: total requests per second and the target per replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_rate: Option<MetricStatus>,
+    /// CPU: average utilization of the ready pods in percent of their requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<MetricStatus>,
+}
+
+/// One metric as the metrics loop last read it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricStatus {
+    /// The value read (requests/s in total, or CPU percent); absent when there was no data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<f64>,
+    /// The target (requests/s per replica, or CPU percent).
+    pub target: f64,
+    /// Replicas this metric alone asks for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proposed_replicas: Option<i32>,
+    /// The PromQL that produced the value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// Why there was no value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {

@@ -6,6 +6,7 @@
 //! conditions as pure data, and [`controller`] is the one module with side effects.
 #![forbid(unsafe_code)]
 
+pub mod autoscaler;
 pub mod build;
 pub mod cli;
 pub mod conditions;

@@ -104,6 +104,7 @@ pub fn valid_status(
             .map(|s| s.ready_replicas.unwrap_or(0)),
         scaling_engine: Some(valid.engine.label().to_string()),
         config_map: Some(valid.config_map_name()),
+        autoscaler: None,
     }
 }
 
@@ -125,10 +126,28 @@ pub fn invalid_status(ms: &Microservice, invalid: &InvalidSpec, now: &Time) -> M
     }
 }
 
-/// True when the new status differs from the stored one and must be written. Timestamps
+/// Condition types the controller owns; the autoscaler owns the others.
+pub const CONTROLLER_CONDITIONS: [&str; 1] = [conditions::READY];
+
+/// The part of the status the controller writes (its field manager owns exactly this):
+/// its own conditions and fields, not the autoscaler's.
+pub fn controller_view(status: &MicroserviceStatus) -> MicroserviceStatus {
+    MicroserviceStatus {
+        conditions: status
+            .conditions
+            .iter()
+            .filter(|c| CONTROLLER_CONDITIONS.contains(&c.type_.as_str()))
+            .cloned()
+            .collect(),
+        autoscaler: None,
+        ..status.clone()
+    }
+}
+
+/// True when the controller's part of the status changed and must be written. Timestamps
 /// only move when a condition flips (see [`conditions::merge`]), so equality is exact.
 pub fn needs_write(old: Option<&MicroserviceStatus>, new: &MicroserviceStatus) -> bool {
-    old != Some(new)
+    old.map(controller_view) != Some(controller_view(new))
 }
 
 #[cfg(test)]

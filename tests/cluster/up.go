@@ -179,6 +179,11 @@ func (c *cluster) start() error {
 		// refuses loopback; with --endpoint-reconciler-type=none nothing ever dials it.
 		apiArgs = append(apiArgs, "--advertise-address=192.0.2.1")
 	}
+	audit, err := auditFlags(c.dir)
+	if err != nil {
+		return err
+	}
+	apiArgs = append(apiArgs, audit...)
 	apiserver, err := c.spawn("kube-apiserver", c.self, apiArgs...)
 	if err != nil {
 		return err
@@ -214,7 +219,7 @@ func (c *cluster) start() error {
 	}
 	ms, err := c.spawn("metrics-server", filepath.Join(c.o.bin, "metrics-server"), append(kcFlags,
 		"--secure-port="+p("metrics-server"), "--kubelet-insecure-tls", "--kubelet-use-node-status-port",
-		"--kubelet-preferred-address-types=InternalIP,Hostname", "--metric-resolution=10s")...)
+		"--kubelet-preferred-address-types=InternalIP,Hostname", "--metric-resolution=10s", "--kubelet-request-timeout=5s")...)
 	if err != nil {
 		return err
 	}

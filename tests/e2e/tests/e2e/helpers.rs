@@ -1,0 +1,89 @@
+//! Small helpers over kubectl output.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use shoal_e2e::{TestBed, repo_root, wait_for};
+
+pub const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// `kubectl get -o json`, or None when the object does not exist.
+pub fn get(bed: &TestBed, ns: &str, kind: &str, name: &str) -> Option<Value> {
+    let out = bed.kubectl(&["get", "-n", ns, kind, name, "-o", "json"]);
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("NotFound") || err.contains("not found"),
+            "kubectl get {kind} {name}: {err}"
+        );
+        return None;
+    }
+    Some(serde_json::from_slice(&out.stdout).expect("kubectl json"))
+}
+
+/// Applies an example from manifests/examples into the namespace.
+pub fn apply_example(bed: &TestBed, ns: &str, file: &str) {
+    let path = repo_root().join("manifests/examples").join(file);
+    bed.kubectl_ok(&["apply", "-n", ns, "-f", &path.to_string_lossy()]);
+}
+
+/// Applies YAML from a string.
+pub fn apply_yaml(bed: &TestBed, ns: &str, yaml: &str) -> std::process::Output {
+    bed.kubectl_stdin(&["apply", "-n", ns, "-f", "-"], yaml)
+}
+
+/// The status of condition `type_` of a Microservice: (status, reason, message).
+pub fn condition(ms: &Value, type_: &str) -> Option<(String, String, String)> {
+    ms.pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or_default().to_string(),
+                c["reason"].as_str().unwrap_or_default().to_string(),
+                c["message"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+}
+
+/// Waits until the Microservice is Ready=True for its current generation; returns it.
+pub async fn wait_ready(bed: &TestBed, ns: &str, name: &str) -> Value {
+    wait_for(
+        &format!("Microservice {ns}/{name} Ready=True"),
+        TIMEOUT,
+        || async {
+            let ms = get(bed, ns, "microservice", name)?;
+            let ready = condition(&ms, "Ready")?.0 == "True";
+            let current =
+                ms.pointer("/status/observedGeneration") == ms.pointer("/metadata/generation");
+            (ready && current).then_some(ms)
+        },
+    )
+    .await
+}
+
+/// Waits until `kind/name` no longer exists.
+pub async fn wait_gone(bed: &TestBed, ns: &str, kind: &str, name: &str) {
+    wait_for(
+        &format!("{kind} {ns}/{name} to be deleted"),
+        TIMEOUT,
+        || async { get(bed, ns, kind, name).is_none().then_some(()) },
+    )
+    .await
+}
+
+/// Waits until `kind/name` exists; returns it.
+pub async fn wait_exists(bed: &TestBed, ns: &str, kind: &str, name: &str) -> Value {
+    wait_for(&format!("{kind} {ns}/{name} to exist"), TIMEOUT, || async {
+        get(bed, ns, kind, name)
+    })
+    .await
+}
+
+/// `.spec.replicas` of a Deployment.
+pub fn replicas(bed: &TestBed, ns: &str, name: &str) -> i64 {
+    get(bed, ns, "deployment", name)
+        .and_then(|d| d.pointer("/spec/replicas").and_then(Value::as_i64))
+        .unwrap_or(-1)
+}

@@ -1,0 +1,5 @@
+//! End-to-end tests on the real local control plane (one per test run, shared), each test
+//! in its own namespace with its own `shoal run` process, driven with the real kubectl.
+
+mod controller;
+mod helpers;
