@@ -1,5 +1,7 @@
 //! Command line: `shoal run` and `shoal crd`. Every flag has an environment variable.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -7,6 +9,9 @@ use clap::{Args, Parser, Subcommand};
 use kube::CustomResourceExt;
 
 use crate::crd::Microservice;
+use crate::leader::{self, Elector};
+use crate::metrics::Metrics;
+use crate::server::{self, Health, Phase};
 use crate::telemetry::{self, LogFormat};
 
 /// Shoal: a Kubernetes operator and horizontal autoscaler for Microservices.
@@ -96,6 +101,24 @@ pub struct RunArgs {
     /// Default scale-down stabilization window in seconds (a Microservice's behavior overrides it).
     #[arg(long, env = "SHOAL_SCALE_DOWN_WINDOW_SECONDS", default_value_t = 300)]
     pub scale_down_window_seconds: i64,
+    /// Run the loops only while holding the Lease `shoal-leader`, so several replicas can run
+    /// (`--leader-election` or `--leader-election=true`). Off by default for a single local
+    /// process; the Helm chart turns it on.
+    #[arg(
+        long,
+        env = "SHOAL_LEADER_ELECTION",
+        default_value_t = false,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub leader_election: bool,
+    /// Namespace of the leader Lease (default: the pod's namespace from POD_NAMESPACE, else `default`).
+    #[arg(long, env = "SHOAL_LEADER_ELECTION_NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
+    /// Address of the HTTP endpoint serving /metrics, /healthz and /readyz (port 0: any free port).
+    #[arg(long, env = "SHOAL_METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
+    pub metrics_address: SocketAddr,
 }
 
 /// Which loops run in this process.
@@ -149,6 +172,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         rate_window,
         burst_window,
         scale_down_window_seconds,
+        leader_election,
+        leader_election_namespace,
+        metrics_address,
     } = args;
     telemetry::init_tracing(log_format, &log_level);
     anyhow::ensure!(tick_seconds >= 1.0, "--tick-seconds must be at least 1");
@@ -156,7 +182,20 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         prometheus_timeout_seconds > 0.0,
         "--prometheus-timeout-seconds must be positive"
     );
-    let client = client().await?;
+    // The endpoint comes first: probes answer while the process waits for the lease.
+    let stats = Arc::new(crate::autoscaler::run::Stats::default());
+    let metrics = Arc::new(Metrics::new(stats.clone()));
+    let health = Arc::new(Health::default());
+    let listener = server::bind(metrics_address).await?;
+    tracing::info!(
+        address = %listener.local_addr().context("reading the bound address")?,
+        "serving /metrics, /healthz and /readyz"
+    );
+    tokio::spawn(server::serve(listener, metrics.clone(), health.clone()));
+
+    let config = client_config().await?;
+    let client =
+        kube::Client::try_from(config.clone()).context("building the Kubernetes client")?;
     crate::controller::check_crd_installed(&client, namespace.as_deref()).await?;
     let controller_config = crate::controller::Config {
         resync: Duration::from_secs(resync_seconds),
@@ -180,7 +219,27 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         scale_down_window_seconds,
         namespace,
     };
-    let stats = std::sync::Arc::new(crate::autoscaler::run::Stats::default());
+    let leadership = if leader_election {
+        let lease_client = kube::Client::try_from(leader::bounded(config))
+            .context("building the Kubernetes client of leader election")?;
+        let elector = Elector::new(
+            lease_client,
+            leader::Config::new(leader::namespace(leader_election_namespace)),
+        );
+        health.set(Phase::Following);
+        tokio::select! {
+            leadership = elector.acquire() => Some(leadership),
+            () = shutdown_signal() => {
+                tracing::info!("stopped while waiting for the leader lease");
+                return Ok(());
+            }
+        }
+    } else {
+        None
+    };
+    // Only the leader (or the only process) runs the loops, started after acquiring.
+    metrics.set_leader(true);
+    health.set(Phase::Leading);
     let controller = async {
         if components != Components::Autoscaler {
             crate::controller::run(client.clone(), controller_config).await;
@@ -197,13 +256,40 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             .await;
         }
     };
-    futures::join!(controller, autoscaler);
+    let mut loops = std::pin::pin!(async {
+        futures::join!(controller, autoscaler);
+    });
+    // The loops stop on SIGTERM by themselves; a lost lease stops the process.
+    let lost = match &leadership {
+        Some(leadership) => tokio::select! {
+            () = &mut loops => None,
+            lost = leadership.hold() => Some(lost),
+        },
+        None => {
+            loops.await;
+            None
+        }
+    };
+    health.set(Phase::Stopping);
+    metrics.set_leader(false);
+    if let Some(lost) = lost {
+        tracing::error!(error = %format!("{lost:#}"), "stopping: this process is no longer the leader");
+        return Err(lost);
+    }
+    if let Some(leadership) = leadership {
+        leadership.release().await;
+    }
     Ok(())
 }
 
 /// A client for the cluster of the current kubeconfig (or the in-cluster config) that
 /// names itself `shoal/<version>` in the apiserver's logs and audit trail.
 pub async fn client() -> anyhow::Result<kube::Client> {
+    kube::Client::try_from(client_config().await?).context("building the Kubernetes client")
+}
+
+/// The configuration of [`client`].
+pub async fn client_config() -> anyhow::Result<kube::Config> {
     let mut config = kube::Config::infer()
         .await
         .context("finding the cluster: set KUBECONFIG, or run inside a cluster")?;
@@ -211,7 +297,7 @@ pub async fn client() -> anyhow::Result<kube::Client> {
         http::header::USER_AGENT,
         http::HeaderValue::from_static(concat!("shoal/", env!("CARGO_PKG_VERSION"))),
     ));
-    kube::Client::try_from(config).context("building the Kubernetes client")
+    Ok(config)
 }
 
 /// Completes on SIGTERM or Ctrl-C.

@@ -33,7 +33,7 @@ use crate::build::{self, Children, INSTANCE_LABEL, MANAGED_BY_LABEL};
 use crate::crd::{CRD_NAME, Microservice};
 use crate::error::{Error, Result};
 use crate::validate::{self, ValidatedMicroservice};
-use crate::{AUTOSCALER_FIELD_MANAGER, FIELD_MANAGER, diff, status};
+use crate::{AUTOSCALER_FIELD_MANAGER, FIELD_MANAGER, diff, rollout, status};
 
 /// Label selector of every child Shoal manages.
 pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=shoal";
@@ -272,11 +272,44 @@ async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Action> {
     };
 
     let children = build::render(&valid);
-    let deployment = apply_children(&ctx, &valid, &children, &recorder, &reference).await?;
+    let live_deployment = lookup(&ctx.stores.deployments, &valid.namespace, &valid.name);
+    let replica_sets = replica_sets_of(&ctx.stores.replica_sets, live_deployment.as_deref());
+    let desired_hash = children
+        .deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| m.annotations.as_ref())
+        .and_then(|a| a.get(build::TEMPLATE_HASH_ANNOTATION).cloned())
+        .unwrap_or_default();
+    let rs_refs: Vec<&ReplicaSet> = replica_sets.iter().map(|r| &**r).collect();
+    let mut transition = rollout::transition(&rollout::Observed {
+        generation: valid.generation,
+        desired_template_hash: &desired_hash,
+        auto_rollback: valid
+            .spec
+            .rollout
+            .as_ref()
+            .and_then(|r| r.auto_rollback)
+            .unwrap_or(true),
+        previous: ms.status.as_ref().and_then(|s| s.rollout.as_ref()),
+        deployment: live_deployment.as_deref(),
+        replica_sets: &rs_refs,
+    });
+    let deployment = apply_children(
+        &ctx,
+        &valid,
+        &children,
+        &mut transition,
+        &recorder,
+        &reference,
+    )
+    .await?;
     prune_config_maps(&ctx, &valid).await?;
 
-    let new = status::valid_status(&ms, &valid, deployment.as_deref(), &now());
+    let new = status::valid_status(&ms, &valid, deployment.as_deref(), &transition, &now());
     if status::needs_write(ms.status.as_ref(), &new) {
+        publish_transitions(&recorder, &reference, ms.status.as_ref(), &new).await;
         write_status(&ctx, &api, &name, &new).await?;
     }
     ctx.failures
@@ -292,6 +325,7 @@ async fn apply_children(
     ctx: &Context,
     ms: &ValidatedMicroservice,
     children: &Children,
+    transition: &mut rollout::Transition,
     recorder: &Recorder,
     reference: &k8s_openapi::api::core::v1::ObjectReference,
 ) -> Result<Option<Arc<Deployment>>> {
@@ -335,32 +369,55 @@ async fn apply_children(
         )
         .await;
     }
-    if needs_apply(&children.deployment, live_deployment.as_deref()) {
-        let applied = apply(ctx, &deploy_api, &children.deployment).await?;
-        let verb = if live_deployment.is_some() {
-            "Updated"
-        } else {
-            "Created"
-        };
-        publish(
-            recorder,
-            reference,
-            EventType::Normal,
-            verb,
-            "Apply",
-            format!("{verb} Deployment {}", ms.name),
-        )
-        .await;
-        let mut applied = applied;
-        if live_deployment.is_none()
-            && let Some(replicas) = build::initial_replicas(ms, &applied)
-        {
-            scale(ctx, &deploy_api, &ms.name, replicas).await?;
-            if let Some(spec) = applied.spec.as_mut() {
-                spec.replicas = Some(replicas);
+    // What to apply depends on the rollout: the desired template, an older one to roll
+    // back to, or nothing while a failed or manually undone generation is held.
+    let wanted = match &transition.template {
+        rollout::Template::Desired => Some(children.deployment.clone()),
+        rollout::Template::Keep => None,
+        rollout::Template::Restore(template) => {
+            let mut restored = children.deployment.clone();
+            if let Some(spec) = restored.spec.as_mut() {
+                spec.template = (**template).clone();
             }
+            Some(restored)
         }
-        deployment = Some(Arc::new(applied));
+    };
+    if let Some(wanted) = wanted {
+        let restoring = matches!(transition.template, rollout::Template::Restore(_));
+        if restoring || needs_apply(&wanted, live_deployment.as_deref()) {
+            let applied = apply(ctx, &deploy_api, &wanted).await?;
+            let verb = if live_deployment.is_some() {
+                "Updated"
+            } else {
+                "Created"
+            };
+            publish(
+                recorder,
+                reference,
+                EventType::Normal,
+                verb,
+                "Apply",
+                format!("{verb} Deployment {}", ms.name),
+            )
+            .await;
+            let mut applied = applied;
+            if live_deployment.is_none()
+                && let Some(replicas) = build::initial_replicas(ms, &applied)
+            {
+                scale(ctx, &deploy_api, &ms.name, replicas).await?;
+                if let Some(spec) = applied.spec.as_mut() {
+                    spec.replicas = Some(replicas);
+                }
+            }
+            deployment = Some(Arc::new(applied));
+        }
+        if !restoring {
+            // As of this generation the Deployment runs Shoal's template; a later change of
+            // its generation that brings back an older template is a `kubectl rollout undo`.
+            transition.status.applied_generation = Some(ms.generation);
+            transition.status.applied_deployment_generation =
+                deployment.as_ref().and_then(|d| d.metadata.generation);
+        }
     }
 
     let svc_api: Api<Service> = Api::namespaced(client.clone(), ns);
@@ -586,6 +643,71 @@ async fn prune_config_maps(ctx: &Context, ms: &ValidatedMicroservice) -> Result<
         }
     }
     Ok(())
+}
+
+/// The ReplicaSets a Deployment owns (its revisions), from the cache.
+fn replica_sets_of(
+    store: &Store<ReplicaSet>,
+    deployment: Option<&Deployment>,
+) -> Vec<Arc<ReplicaSet>> {
+    let Some(uid) = deployment.and_then(|d| d.metadata.uid.as_deref()) else {
+        return Vec::new();
+    };
+    store
+        .state()
+        .into_iter()
+        .filter(|rs| rs.owner_references().iter().any(|o| o.uid == uid))
+        .collect()
+}
+
+/// Events for every rollout condition that changed (status or reason).
+async fn publish_transitions(
+    recorder: &Recorder,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+    old: Option<&crate::crd::MicroserviceStatus>,
+    new: &crate::crd::MicroserviceStatus,
+) {
+    for type_ in [
+        rollout::PROGRESSING,
+        rollout::DEGRADED,
+        rollout::ROLLED_BACK,
+    ] {
+        let Some(now) = crate::conditions::find(&new.conditions, type_) else {
+            continue;
+        };
+        let before = old.and_then(|o| crate::conditions::find(&o.conditions, type_));
+        if before.is_some_and(|b| b.status == now.status && b.reason == now.reason) {
+            continue;
+        }
+        let warning = (type_ != rollout::PROGRESSING && now.status == "True")
+            || now.reason == rollout::reason::PROGRESS_DEADLINE_EXCEEDED;
+        // The first Progressing of a new object is not news; failures and rollbacks are.
+        if before.is_none() && !warning && type_ != rollout::PROGRESSING {
+            continue;
+        }
+        let type_event = if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        let reason = if type_ == rollout::PROGRESSING {
+            now.reason.clone()
+        } else {
+            format!(
+                "{type_}{}",
+                if now.status == "True" { "" } else { "Cleared" }
+            )
+        };
+        publish(
+            recorder,
+            reference,
+            type_event,
+            &reason,
+            "Rollout",
+            now.message.clone(),
+        )
+        .await;
+    }
 }
 
 /// Names of the ConfigMaps a ReplicaSet's pod template takes its environment from.

@@ -432,6 +432,10 @@ pub struct RolloutSettings {
     /// Restore the last good revision when a rollout fails. Default true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_rollback: Option<bool>,
+    /// Old revisions (ReplicaSets, and the ConfigMaps they use) kept for rollbacks. Default 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0").message("spec.rollout.revisionHistoryLimit must not be negative"))]
+    pub revision_history_limit: Option<i32>,
 }
 
 fn int_or_string(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
@@ -464,6 +468,55 @@ pub struct MicroserviceStatus {
     /// The last decision of Shoal's metrics loop (engine Shoal only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaler: Option<AutoscalerStatus>,
+    /// Revisions: what runs now, the last good one, and how recent ones ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutStatus>,
+}
+
+/// Rollout state: the current and last good revision, and a short history.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutStatus {
+    /// The revision the Deployment runs now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<Revision>,
+    /// The last revision that became available.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_good: Option<Revision>,
+    /// The Microservice generation whose pod template Shoal holds back (its rollout failed
+    /// and was rolled back, or a `kubectl rollout undo` replaced it) until the spec changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_generation: Option<i64>,
+    /// The generation whose pod template Shoal last applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_generation: Option<i64>,
+    /// The Deployment's `metadata.generation` right after that apply (a later change is someone else's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_deployment_generation: Option<i64>,
+    /// Recent revisions, newest first (at most 10).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<Revision>,
+}
+
+/// One revision of the pod template.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Revision {
+    /// The Deployment revision number (`deployment.kubernetes.io/revision`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<i64>,
+    /// Container image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Hash of the config (the ConfigMap is `<name>-config-<hash>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_hash: Option<String>,
+    /// Hash of the pod template Shoal rendered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_hash: Option<String>,
+    /// How it ended: InProgress, Available, Failed, RolledBack, Superseded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
 }
 
 /// The metrics loop's last decision, explained.

@@ -19,8 +19,11 @@ pub fn needs_apply(desired: &Value, live: Option<&Value>) -> bool {
 }
 
 /// True when every field set in `wanted` has the same value in `live`. Objects may have
-/// extra fields in `live` (defaults, status); lists must match element by element;
-/// quantities compare by value (`0.5` equals `500m`).
+/// extra fields in `live` (defaults, status); every element of a wanted list must be in the
+/// live list (other field managers may add entries, which server-side apply keeps, so a
+/// longer live list is not drift: otherwise Shoal would re-apply forever); quantities
+/// compare by value (`0.5` equals `500m`). Entries Shoal itself stopped rendering are
+/// caught by the applied-hash annotation instead.
 pub fn contains(live: &Value, wanted: &Value) -> bool {
     match (live, wanted) {
         (_, Value::Null) => true,
@@ -29,7 +32,7 @@ pub fn contains(live: &Value, wanted: &Value) -> bool {
             None => wv.is_null() || is_empty_collection(wv),
         }),
         (Value::Array(l), Value::Array(w)) => {
-            l.len() == w.len() && l.iter().zip(w).all(|(lv, wv)| contains(lv, wv))
+            w.iter().all(|wv| l.iter().any(|lv| contains(lv, wv)))
         }
         (Value::String(l), Value::String(w)) => {
             l == w
@@ -73,7 +76,14 @@ mod tests {
 
     #[test]
     fn lists_must_match_and_quantities_compare_by_value() {
-        assert!(!contains(&json!([1, 2, 3]), &json!([1, 2])));
+        assert!(
+            contains(&json!([1, 2, 3]), &json!([1, 2])),
+            "entries added by others are kept"
+        );
+        assert!(
+            !contains(&json!([1, 3]), &json!([1, 2])),
+            "a missing or changed entry is drift"
+        );
         assert!(contains(&json!({"cpu": "500m"}), &json!({"cpu": "0.5"})));
         assert!(!contains(&json!({"cpu": "250m"}), &json!({"cpu": "0.5"})));
         assert!(contains(&json!({}), &json!({"env": []})));

@@ -89,10 +89,12 @@ pub fn valid_status(
     ms: &Microservice,
     valid: &ValidatedMicroservice,
     deployment: Option<&Deployment>,
+    rollout: &crate::rollout::Transition,
     now: &Time,
 ) -> MicroserviceStatus {
     let old = ms.status.clone().unwrap_or_default();
-    let wanted = [ready_condition(deployment)];
+    let mut wanted = vec![ready_condition(deployment)];
+    wanted.extend(rollout.conditions.iter().cloned());
     MicroserviceStatus {
         observed_generation: Some(valid.generation),
         conditions: conditions::merge(&old.conditions, &wanted, valid.generation, now),
@@ -105,6 +107,7 @@ pub fn valid_status(
         scaling_engine: Some(valid.engine.label().to_string()),
         config_map: Some(valid.config_map_name()),
         autoscaler: None,
+        rollout: Some(rollout.status.clone()),
     }
 }
 
@@ -127,7 +130,12 @@ pub fn invalid_status(ms: &Microservice, invalid: &InvalidSpec, now: &Time) -> M
 }
 
 /// Condition types the controller owns; the autoscaler owns the others.
-pub const CONTROLLER_CONDITIONS: [&str; 1] = [conditions::READY];
+pub const CONTROLLER_CONDITIONS: [&str; 4] = [
+    conditions::READY,
+    crate::rollout::PROGRESSING,
+    crate::rollout::DEGRADED,
+    crate::rollout::ROLLED_BACK,
+];
 
 /// The part of the status the controller writes (its field manager owns exactly this):
 /// its own conditions and fields, not the autoscaler's.
@@ -208,10 +216,19 @@ mod tests {
         let mut ms = ms();
         let valid = crate::validate::validate(&ms).expect("valid");
         let d = deployment(1, 1, 1, 1, 1);
+        let rollout = crate::rollout::transition(&crate::rollout::Observed {
+            generation: 2,
+            desired_template_hash: "h",
+            auto_rollback: true,
+            previous: None,
+            deployment: Some(&d),
+            replica_sets: &[],
+        });
         let first = valid_status(
             &ms,
             &valid,
             Some(&d),
+            &rollout,
             &Time("2026-01-01T00:00:00Z".parse().expect("t")),
         );
         assert!(needs_write(ms.status.as_ref(), &first));
@@ -221,6 +238,7 @@ mod tests {
             &ms,
             &valid,
             Some(&d),
+            &rollout,
             &Time("2026-01-01T01:00:00Z".parse().expect("t")),
         );
         assert!(!needs_write(ms.status.as_ref(), &second));

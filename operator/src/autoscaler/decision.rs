@@ -311,9 +311,9 @@ pub fn decide(inputs: &Inputs, state: &State, now_ms: i64) -> (Decision, State) 
 
     let Some(raw) = raw else {
         state.failures += 1;
+        // No tick counter in the message: it would change the status on every tick.
         let message = format!(
-            "no metric could be read ({} consecutive ticks); replicas held at {current}: {}",
-            state.failures,
+            "no metric could be read; replicas held at {current}: {}",
             errors.join("; ")
         );
         let active = ConditionSpec::new(SCALING_ACTIVE, false, FAILED_GET_METRICS, message);

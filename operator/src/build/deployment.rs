@@ -13,8 +13,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::meta::{
-    CONFIG_HASH_ANNOTATION, REPLICAS_MANAGED_ANNOTATION, common_labels, object_meta,
-    selector_labels, with_applied_hash,
+    CONFIG_HASH_ANNOTATION, REPLICAS_MANAGED_ANNOTATION, TEMPLATE_HASH_ANNOTATION, common_labels,
+    content_hash, object_meta, selector_labels, with_applied_hash,
 };
 use crate::crd::HttpProbe;
 use crate::validate::{Engine, ValidatedMicroservice};
@@ -80,6 +80,28 @@ pub fn render_deployment(ms: &ValidatedMicroservice) -> Deployment {
             }),
         }
     });
+    let mut template = PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(common_labels(ms)),
+            annotations: Some(BTreeMap::from([(
+                CONFIG_HASH_ANNOTATION.to_string(),
+                ms.config_hash.clone(),
+            )])),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(PodSpec {
+            containers: vec![container],
+            ..PodSpec::default()
+        }),
+    };
+    let template_hash = content_hash(&template);
+    if let Some(annotations) = template
+        .metadata
+        .as_mut()
+        .and_then(|m| m.annotations.as_mut())
+    {
+        annotations.insert(TEMPLATE_HASH_ANNOTATION.to_string(), template_hash);
+    }
     with_applied_hash(Deployment {
         metadata,
         spec: Some(DeploymentSpec {
@@ -94,21 +116,12 @@ pub fn render_deployment(ms: &ValidatedMicroservice) -> Deployment {
                     .progress_deadline_seconds
                     .unwrap_or(DEFAULT_PROGRESS_DEADLINE_SECONDS),
             ),
-            revision_history_limit: Some(REVISION_HISTORY_LIMIT),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(common_labels(ms)),
-                    annotations: Some(BTreeMap::from([(
-                        CONFIG_HASH_ANNOTATION.to_string(),
-                        ms.config_hash.clone(),
-                    )])),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(PodSpec {
-                    containers: vec![container],
-                    ..PodSpec::default()
-                }),
-            },
+            revision_history_limit: Some(
+                rollout
+                    .revision_history_limit
+                    .unwrap_or(REVISION_HISTORY_LIMIT),
+            ),
+            template,
             ..DeploymentSpec::default()
         }),
         ..Deployment::default()

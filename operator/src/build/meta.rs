@@ -18,6 +18,8 @@ pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
 /// Pod-template annotation with the hash of the config, so a config change is a new revision.
 pub const CONFIG_HASH_ANNOTATION: &str = "shoal.dev/config-hash";
+/// Pod-template annotation: hash of the rendered pod template, which identifies a revision.
+pub const TEMPLATE_HASH_ANNOTATION: &str = "shoal.dev/template-hash";
 /// Hash of the object as Shoal last rendered it; a differing hash means the child must be re-applied.
 pub const APPLIED_HASH_ANNOTATION: &str = "shoal.dev/applied-hash";
 /// Set on a Deployment while Shoal's controller owns `spec.replicas` (no autoscaling).
@@ -68,14 +70,19 @@ pub fn owner_reference(ms: &ValidatedMicroservice) -> OwnerReference {
 /// The controller re-applies a child whose live hash differs, which also catches fields
 /// that were dropped from the spec.
 pub fn with_applied_hash<T: Serialize + kube::Resource>(mut object: T) -> T {
-    // Serialising a k8s-openapi object cannot fail: its maps all have string keys.
-    let bytes = serde_json::to_vec(&object).unwrap_or_default();
-    let digest = Sha256::digest(&bytes);
-    let hash: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let hash = content_hash(&object);
     object
         .meta_mut()
         .annotations
         .get_or_insert_with(BTreeMap::new)
         .insert(APPLIED_HASH_ANNOTATION.to_string(), hash);
     object
+}
+
+/// 16 hex digits of the SHA-256 of an object's JSON.
+pub fn content_hash<T: Serialize>(object: &T) -> String {
+    // Serialising a k8s-openapi object cannot fail: its maps all have string keys.
+    let bytes = serde_json::to_vec(object).unwrap_or_default();
+    let digest = Sha256::digest(&bytes);
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }

@@ -14,7 +14,8 @@ pub use hpa::render_hpa;
 pub use ingress::render_ingress;
 pub use meta::{
     APPLIED_HASH_ANNOTATION, COMPONENT_LABEL, CONFIG_HASH_ANNOTATION, INSTANCE_LABEL,
-    MANAGED_BY_LABEL, NAME_LABEL, REPLICAS_MANAGED_ANNOTATION, common_labels, selector_labels,
+    MANAGED_BY_LABEL, NAME_LABEL, REPLICAS_MANAGED_ANNOTATION, TEMPLATE_HASH_ANNOTATION,
+    common_labels, selector_labels,
 };
 
 use k8s_openapi::api::apps::v1::Deployment;

@@ -19,8 +19,8 @@ pub struct AuditEvent {
     /// The object acted on.
     #[serde(default)]
     pub object_ref: Option<ObjectRef>,
-    /// Request URI.
-    #[serde(default)]
+    /// Request URI (names the field manager of an apply).
+    #[serde(default, rename = "requestURI")]
     pub request_uri: String,
 }
 

@@ -45,24 +45,6 @@ pub fn cluster_bin() -> PathBuf {
         })
 }
 
-/// The `shoal` binary built next to this test executable (`cargo build -p shoal` first;
-/// `make test` does).
-pub fn shoal_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> -> target/<profile>/shoal
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|p| p.join("shoal"))
-        .expect("target directory");
-    assert!(
-        bin.exists(),
-        "the shoal binary is missing at {}: run `cargo build -p shoal` (make test does)",
-        bin.display()
-    );
-    bin
-}
-
 /// The shared test bed, started on first use. Panics with the reason when it cannot start.
 pub fn testbed() -> &'static TestBed {
     TESTBED.get_or_init(start_testbed)
@@ -79,7 +61,13 @@ fn start_testbed() -> TestBed {
     let dir = std::env::temp_dir().join(format!("shoal-e2e-{}", std::process::id()));
     let started = Instant::now();
     let mut child = Command::new(&kube)
-        .args(["up", "--prometheus", "--exit-on-stdin-eof", "--dir"])
+        .args([
+            "up",
+            "--prometheus",
+            "--exit-on-stdin-eof",
+            "--keep",
+            "--dir",
+        ])
         .arg(&dir)
         .arg("--bin")
         .arg(&bin)
@@ -88,21 +76,22 @@ fn start_testbed() -> TestBed {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", kube.display()));
-    // `kube up` prints KEY=VALUE lines once ready; its stdin stays open as long as this
-    // process lives, and the cluster is torn down when it closes.
+    // `kube up` prints KEY=VALUE lines and writes DIR/env and DIR/ready once ready; its
+    // stdin stays open as long as this process lives, and the cluster is torn down when it
+    // closes. Read its stdout until it is ready (or gone).
     let stdout = child.stdout.take().expect("piped stdout");
-    let mut env = std::collections::HashMap::new();
-    for line in BufReader::new(stdout).lines() {
-        let line = line.expect("reading kube up output");
-        if let Some((k, v)) = line.split_once('=') {
-            env.insert(k.to_string(), v.to_string());
-        }
-        if dir.join("ready").exists()
-            && env.contains_key("KUBECONFIG")
-            && env.contains_key("PROMETHEUS_URL")
-        {
+    std::thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .for_each(drop)
+    });
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !dir.join("ready").exists() && Instant::now() < deadline {
+        if child.try_wait().ok().flatten().is_some() {
             break;
         }
+        std::thread::sleep(Duration::from_millis(100));
     }
     if !dir.join("ready").exists() {
         let status = child.try_wait().ok().flatten();
@@ -110,6 +99,17 @@ fn start_testbed() -> TestBed {
             "the test bed did not become ready (kube up exited: {status:?}); logs in {}/logs",
             dir.display()
         );
+    }
+    let env: std::collections::HashMap<String, String> = std::fs::read_to_string(dir.join("env"))
+        .expect("kube up writes DIR/env")
+        .lines()
+        .filter_map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect();
+    for key in ["KUBECONFIG", "PROMETHEUS_URL", "PROMETHEUS_SD_DIR"] {
+        assert!(env.contains_key(key), "kube up's env file lacks {key}");
     }
     eprintln!(
         "test bed ready in {:.1}s at {}",
@@ -119,7 +119,7 @@ fn start_testbed() -> TestBed {
     let bed = TestBed {
         kubeconfig: PathBuf::from(&env["KUBECONFIG"]),
         prometheus_url: env["PROMETHEUS_URL"].clone(),
-        prometheus_sd_dir: PathBuf::from(env.get("PROMETHEUS_SD_DIR").cloned().unwrap_or_default()),
+        prometheus_sd_dir: PathBuf::from(&env["PROMETHEUS_SD_DIR"]),
         dir,
         bin,
         _cluster: std::sync::Mutex::new(child),
@@ -207,6 +207,16 @@ impl TestBed {
 
     /// Starts `shoal run` for one namespace; stopped (SIGTERM) when the guard drops.
     pub fn operator(&self, namespace: &str, extra: &[&str]) -> Operator {
+        self.operator_with_prometheus(namespace, &self.prometheus_url, extra)
+    }
+
+    /// Starts `shoal run` for one namespace reading metrics from `prometheus_url`.
+    pub fn operator_with_prometheus(
+        &self,
+        namespace: &str,
+        prometheus_url: &str,
+        extra: &[&str],
+    ) -> Operator {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let log = self
             .dir
@@ -219,11 +229,53 @@ impl TestBed {
             .arg("-c")
             .arg(r#""$@" & pid=$!; cat >/dev/null; kill -TERM $pid 2>/dev/null; wait $pid"#)
             .arg("sh")
-            .arg(shoal_bin())
+            .arg(sibling_bin("shoal"))
             .args(["run", "--namespace", namespace, "--resync-seconds", "3"])
+            .args(if extra.contains(&"--tick-seconds") {
+                &[][..]
+            } else {
+                &["--tick-seconds", "2"][..]
+            })
             .args(extra)
             .env("KUBECONFIG", &self.kubeconfig)
             .env("SHOAL_LOG", "info,shoal=debug")
+            .env("SHOAL_PROMETHEUS_URL", prometheus_url)
+            // Many operators run at once: each serves /metrics on a free port (see its log).
+            .env("SHOAL_METRICS_ADDRESS", "127.0.0.1:0")
+            .stdin(Stdio::piped())
+            .stdout(file.try_clone().expect("log fd"))
+            .stderr(file)
+            .spawn()
+            .expect("starting shoal run");
+        Operator { child, log }
+    }
+
+    /// Starts `shoal run --namespace <namespace> <extra>` as the user of `kubeconfig` (for
+    /// example a ServiceAccount's token), with the test bed's Prometheus; stopped (SIGTERM)
+    /// when the guard drops.
+    pub fn operator_with_kubeconfig(
+        &self,
+        namespace: &str,
+        kubeconfig: &Path,
+        extra: &[&str],
+    ) -> Operator {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let log = self
+            .dir
+            .join("logs")
+            .join(format!("shoal-{namespace}-{n}.log"));
+        let file = std::fs::File::create(&log).expect("operator log file");
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(r#""$@" & pid=$!; cat >/dev/null; kill -TERM $pid 2>/dev/null; wait $pid"#)
+            .arg("sh")
+            .arg(sibling_bin("shoal"))
+            .args(["run", "--namespace", namespace, "--resync-seconds", "3"])
+            .args(extra)
+            .env("KUBECONFIG", kubeconfig)
+            .env("SHOAL_LOG", "info,shoal=debug")
+            .env("SHOAL_PROMETHEUS_URL", &self.prometheus_url)
+            .env("SHOAL_METRICS_ADDRESS", "127.0.0.1:0")
             .stdin(Stdio::piped())
             .stdout(file.try_clone().expect("log fd"))
             .stderr(file)
@@ -256,12 +308,48 @@ impl Operator {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// The operator's log so far, without terminal colour codes.
+    pub fn plain_log_text(&self) -> String {
+        strip_ansi(&self.log_text())
+    }
+
+    /// The `host:port` of its /metrics, /healthz and /readyz, once it logged it.
+    pub fn metrics_address(&self) -> Option<String> {
+        self.plain_log_text()
+            .lines()
+            .filter(|l| l.contains("serving /metrics"))
+            .find_map(|l| {
+                l.split_whitespace()
+                    .find_map(|w| w.strip_prefix("address="))
+                    .map(str::to_string)
+            })
+    }
 }
 
 impl Drop for Operator {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// `text` without ANSI escape sequences (`ESC [ ... letter`), as text logs carry colours.
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // Skip `[`, parameters and the final letter.
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Polls `check` every 500 ms until it returns Some, or panics after `timeout` naming `what`.
@@ -281,4 +369,217 @@ where
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// The binary `name` built next to this test executable (`cargo build --workspace --bins`).
+pub fn sibling_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|p| p.join(name))
+        .expect("target directory");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --workspace --bins` (make test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A running load simulator for one namespace, scraped by a Prometheus through a file_sd file.
+pub struct LoadSim {
+    child: Child,
+    /// Its `host:port`.
+    pub addr: String,
+}
+
+impl LoadSim {
+    /// Starts `loadsim` for `namespace`, registering it in `sd_dir` for Prometheus.
+    pub fn start(bed: &TestBed, namespace: &str, sd_dir: &Path, noise_percent: f64) -> LoadSim {
+        let log = bed
+            .dir
+            .join("logs")
+            .join(format!("loadsim-{namespace}.log"));
+        let mut child = Command::new(sibling_bin("loadsim"))
+            .args([
+                "--namespace",
+                namespace,
+                "--exit-on-stdin-eof",
+                "--tick-ms",
+                "250",
+            ])
+            .arg("--noise")
+            .arg(noise_percent.to_string())
+            .arg("--sd-file")
+            .arg(sd_dir.join(format!("loadsim-{namespace}.json")))
+            .env("KUBECONFIG", &bed.kubeconfig)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("loadsim log"))
+            .spawn()
+            .expect("starting loadsim");
+        let stdout = child.stdout.take().expect("stdout");
+        let addr = BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|l| l.strip_prefix("LOADSIM_ADDR=").map(str::to_string))
+            .unwrap_or_else(|| panic!("loadsim did not start; see {}", log.display()));
+        LoadSim { child, addr }
+    }
+
+    /// Sets the offered load of `service` in requests per second.
+    pub fn set_load(&self, service: &str, rps: f64) {
+        let body = format!("{{\"rps\": {rps}}}");
+        let response = http_request(&self.addr, "PUT", &format!("/load/{service}"), &body);
+        assert!(
+            response.starts_with("HTTP/1.1 200"),
+            "loadsim refused the load: {response}"
+        );
+    }
+}
+
+impl Drop for LoadSim {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.1 request over loopback; returns the whole response.
+pub fn http_request(addr: &str, method: &str, path: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read response");
+    response
+}
+
+/// A Prometheus of the test's own (Debian's `prometheus`), for tests that stop it or count
+/// the queries it serves. Scrapes every file_sd target in `sd_dir` every 2 s.
+pub struct Prometheus {
+    child: Option<Child>,
+    dir: PathBuf,
+    port: u16,
+    /// Directory of its file_sd target files.
+    pub sd_dir: PathBuf,
+}
+
+impl Prometheus {
+    /// Starts a Prometheus in a fresh directory under the test bed's.
+    pub fn start(bed: &TestBed, name: &str) -> Prometheus {
+        let dir = bed.dir.join(format!("prometheus-{name}"));
+        let sd_dir = dir.join("targets");
+        std::fs::create_dir_all(&sd_dir).expect("prometheus dir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let config = format!(
+            "global: {{scrape_interval: 2s, evaluation_interval: 2s}}\nscrape_configs:\n- job_name: prometheus\n  static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n- job_name: targets\n  file_sd_configs:\n  - files: ['{}/*.json']\n    refresh_interval: 1s\n",
+            sd_dir.display()
+        );
+        std::fs::write(dir.join("prometheus.yml"), config).expect("prometheus config");
+        let mut p = Prometheus {
+            child: None,
+            dir,
+            port,
+            sd_dir,
+        };
+        p.resume();
+        p
+    }
+
+    /// Base URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops it (SIGTERM through `kill`, then wait).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port and data.
+    pub fn resume(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let log = std::fs::File::create(self.dir.join("prometheus.log")).expect("log");
+        let child = Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                self.dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                self.dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("prometheus is installed (make deps)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !std::net::TcpStream::connect(("127.0.0.1", self.port))
+            .map(|_| {
+                http_request(&format!("127.0.0.1:{}", self.port), "GET", "/-/ready", "")
+                    .contains(" 200 ")
+            })
+            .unwrap_or(false)
+        {
+            assert!(Instant::now() < deadline, "prometheus did not become ready");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The value of an instant query returning one series (or None).
+    pub fn query_value(&self, promql: &str) -> Option<f64> {
+        prometheus_value(&format!("127.0.0.1:{}", self.port), promql)
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Sum of the values of an instant query at the Prometheus at `addr` (None when empty).
+pub fn prometheus_value(addr: &str, promql: &str) -> Option<f64> {
+    let encoded: String = promql
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let response = http_request(addr, "GET", &format!("/api/v1/query?query={encoded}"), "");
+    let body = response.split("\r\n\r\n").nth(1)?;
+    let json: serde_json::Value = serde_json::from_str(body).ok()?;
+    let result = json["data"]["result"].as_array()?;
+    if result.is_empty() {
+        return None;
+    }
+    Some(
+        result
+            .iter()
+            .filter_map(|r| r["value"][1].as_str()?.parse::<f64>().ok())
+            .sum(),
+    )
 }

@@ -68,6 +68,41 @@ struct App {
     start: Instant,
     control: Mutex<LoadControl>,
     sim: Mutex<SimState>,
+    /// The pod cache, once synced.
+    pods: std::sync::OnceLock<Store<Pod>>,
+    cost: CostModel,
+    noise: f64,
+    /// When the counters last advanced, and the noise source.
+    clock: Mutex<(Instant, fastrand::Rng)>,
+}
+
+impl App {
+    /// Advances every counter to this instant. Called by the tick loop and before each
+    /// scrape, so a scrape sees counters exact to the moment (no tick-sized steps that
+    /// would make Prometheus's irate jitter).
+    fn advance_to_now(&self) -> Option<BTreeMap<String, usize>> {
+        let store = self.pods.get()?;
+        let mut clock = lock(&self.clock);
+        let now = Instant::now();
+        let dt = now.duration_since(clock.0).as_secs_f64();
+        clock.0 = now;
+        let t = now.duration_since(self.start).as_secs_f64();
+        let draw = clock.1.f64();
+        let loads: BTreeMap<String, f64> = lock(&self.control)
+            .loads_at(t)
+            .into_iter()
+            .map(|(s, (rps, _))| (s, apply_noise(rps, self.noise, draw)))
+            .collect();
+        let pods: Vec<_> = store.state().iter().filter_map(|p| pod_view(p)).collect();
+        let mut sim = lock(&self.sim);
+        advance(&mut sim, &loads, &pods, &self.cost, dt);
+        Some(
+            sim.services
+                .iter()
+                .map(|(s, st)| (s.clone(), st.serving))
+                .collect(),
+        )
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -125,11 +160,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     info!(%addr, namespace = %args.namespace, "listening");
 
+    let cost = CostModel {
+        base_cpu: args.base_cpu,
+        cpu_per_request: args.cpu_per_request,
+    };
     let app = Arc::new(App {
         namespace: args.namespace.clone(),
         start: Instant::now(),
         control: Mutex::new(LoadControl::new(schedule)),
         sim: Mutex::new(SimState::default()),
+        pods: std::sync::OnceLock::new(),
+        cost,
+        noise: args.noise,
+        clock: Mutex::new((Instant::now(), fastrand::Rng::new())),
     });
 
     // Pod cache.
@@ -149,15 +192,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     });
 
-    let cost = CostModel {
-        base_cpu: args.base_cpu,
-        cpu_per_request: args.cpu_per_request,
-    };
     tokio::spawn(tick_loop(
         app.clone(),
         reader,
-        cost,
-        args.noise,
         Duration::from_millis(args.tick_ms),
     ));
 
@@ -214,36 +251,21 @@ fn write_atomically(path: &Path, content: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn tick_loop(app: Arc<App>, store: Store<Pod>, cost: CostModel, noise: f64, tick: Duration) {
+async fn tick_loop(app: Arc<App>, store: Store<Pod>, tick: Duration) {
     if store.wait_until_ready().await.is_err() {
         warn!("pod cache writer dropped before the first sync");
         return;
     }
     info!("pod cache synced");
+    *lock(&app.clock) = (Instant::now(), fastrand::Rng::new());
+    let _ = app.pods.set(store);
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut rng = fastrand::Rng::new();
-    let mut last = Instant::now();
     let mut last_serving: BTreeMap<String, usize> = BTreeMap::new();
     loop {
         interval.tick().await;
-        let now = Instant::now();
-        let dt = now.duration_since(last).as_secs_f64();
-        last = now;
-        let t = now.duration_since(app.start).as_secs_f64();
-        let loads: BTreeMap<String, f64> = lock(&app.control)
-            .loads_at(t)
-            .into_iter()
-            .map(|(s, (rps, _))| (s, apply_noise(rps, noise, rng.f64())))
-            .collect();
-        let pods: Vec<_> = store.state().iter().filter_map(|p| pod_view(p)).collect();
-        let serving: BTreeMap<String, usize> = {
-            let mut sim = lock(&app.sim);
-            advance(&mut sim, &loads, &pods, &cost, dt);
-            sim.services
-                .iter()
-                .map(|(s, st)| (s.clone(), st.serving))
-                .collect()
+        let Some(serving) = app.advance_to_now() else {
+            continue;
         };
         for (service, n) in &serving {
             if last_serving.get(service) != Some(n) {
@@ -285,6 +307,7 @@ fn shutdown_signal(
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
+    app.advance_to_now();
     let text = render(&lock(&app.sim), &app.namespace);
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response()
 }
@@ -317,6 +340,8 @@ async fn put_load(
         )
             .into_response();
     }
+    // Settle the counters at the old rate up to this instant first.
+    app.advance_to_now();
     lock(&app.control).set(&service, req.rps);
     info!(%service, rps = req.rps, "load set");
     axum::Json(json!({"service": service, "rps": req.rps})).into_response()

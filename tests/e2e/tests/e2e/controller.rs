@@ -221,14 +221,33 @@ async fn deleted_or_edited_children_are_restored() {
         "checkout",
         "-n",
         &ns,
-        "--type=json",
+        "--type=merge",
         "-p",
-        r#"[{"op":"replace","path":"/spec/ports/0/port","value":1234}]"#,
+        r#"{"spec":{"selector":{"app.kubernetes.io/name":"elsewhere"}}}"#,
     ]);
-    wait_for("the Service port to be restored to 80", TIMEOUT, || async {
+    wait_for("the Service selector to be restored", TIMEOUT, || async {
         let svc = get(bed, &ns, "service", "checkout")?;
-        (svc["spec"]["ports"][0]["port"] == 80).then_some(())
+        (svc["spec"]["selector"]["app.kubernetes.io/name"] == "checkout").then_some(())
     })
+    .await;
+    bed.kubectl_ok(&[
+        "patch",
+        "deployment",
+        "checkout",
+        "-n",
+        &ns,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"progressDeadlineSeconds":999}}"#,
+    ]);
+    wait_for(
+        "the Deployment's progress deadline to be restored",
+        TIMEOUT,
+        || async {
+            let d = get(bed, &ns, "deployment", "checkout")?;
+            (d["spec"]["progressDeadlineSeconds"] == 120).then_some(())
+        },
+    )
     .await;
 }
 
@@ -251,20 +270,20 @@ async fn removing_the_ingress_deletes_it_and_adding_it_back_recreates_it() {
         r#"[{"op":"remove","path":"/spec/ingress"}]"#,
     ]);
     wait_gone(bed, &ns, "ingress", "checkout").await;
-    let events = bed.kubectl_ok(&[
-        "get",
-        "events",
-        "-n",
-        &ns,
-        "--field-selector",
-        "reason=Deleted",
-        "-o",
-        "json",
-    ]);
-    assert!(
-        events.contains("Deleted Ingress checkout"),
-        "an Event tells the user: {events}"
-    );
+    wait_for("a Deleted event naming the Ingress", TIMEOUT, || async {
+        let events = bed.kubectl_ok(&[
+            "get",
+            "events",
+            "-n",
+            &ns,
+            "--field-selector",
+            "reason=Deleted",
+            "-o",
+            "json",
+        ]);
+        events.contains("Deleted Ingress checkout").then_some(())
+    })
+    .await;
     bed.kubectl_ok(&[
         "patch",
         "ms",

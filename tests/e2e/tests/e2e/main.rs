@@ -1,5 +1,8 @@
 //! End-to-end tests on the real local control plane (one per test run, shared), each test
 //! in its own namespace with its own `shoal run` process, driven with the real kubectl.
 
+mod autoscaler;
+mod chart;
 mod controller;
 mod helpers;
+mod rollout;

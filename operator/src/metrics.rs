@@ -1,0 +1,303 @@
+//! The operator's own Prometheus metrics, served on `/metrics` by [`crate::server`].
+//!
+//! [`Metrics`] owns one registry. The controller and the autoscaler call its methods
+//! (`count_and_measure`, `reconcile_failure`, `scale_decision`, `observe_query`,
+//! `observe_tick_lag`); the autoscaler's atomic [`Stats`] counters are read at scrape time
+//! by a collector, so the metrics loop needs no change to be observed.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::autoscaler::run::Stats;
+
+/// Prefix of every metric name.
+pub const PREFIX: &str = "shoal";
+
+/// Content type of [`Metrics::render`].
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Label set of the reconcile error counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    /// [`crate::error::Error::metric_label`] of the failure.
+    pub reason: String,
+}
+
+/// Label set of the scale decision counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabels {
+    /// `up` or `down`.
+    pub direction: String,
+}
+
+/// Label set of the build info metric.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+}
+
+/// The operator's metrics. Cheap to share (`Arc<Metrics>`): every method takes `&self`.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    reconciles: Counter,
+    reconcile_errors: Family<ErrorLabels, Counter>,
+    reconcile_duration: Histogram,
+    scale_decisions: Family<DirectionLabels, Counter>,
+    query_duration: Histogram,
+    tick_lag: Gauge<f64, AtomicU64>,
+    leader: Gauge,
+}
+
+impl Metrics {
+    /// Registers every metric; `stats` are the metrics loop's counters, read at scrape time.
+    pub fn new(stats: Arc<Stats>) -> Metrics {
+        let mut registry = Registry::with_prefix(PREFIX);
+        let reconciles = Counter::default();
+        registry.register(
+            "reconciles",
+            "Reconciles of Microservices started",
+            reconciles.clone(),
+        );
+        let reconcile_errors = Family::<ErrorLabels, Counter>::default();
+        registry.register(
+            "reconcile_errors",
+            "Failed reconciles of Microservices, by error reason",
+            reconcile_errors.clone(),
+        );
+        // 1 ms .. ~16 s: a reconcile reads caches and writes at most a handful of objects.
+        let reconcile_duration = Histogram::new(exponential_buckets(0.001, 2.0, 15));
+        registry.register_with_unit(
+            "reconcile_duration",
+            "Duration of one reconcile of a Microservice",
+            Unit::Seconds,
+            reconcile_duration.clone(),
+        );
+        let scale_decisions = Family::<DirectionLabels, Counter>::default();
+        registry.register(
+            "scale_decisions",
+            "Replica count changes decided by the metrics loop, by direction",
+            scale_decisions.clone(),
+        );
+        let query_duration = Histogram::new(exponential_buckets(0.001, 2.0, 14));
+        registry.register_with_unit(
+            "metric_query_duration",
+            "Duration of one Prometheus query of the metrics loop",
+            Unit::Seconds,
+            query_duration.clone(),
+        );
+        let tick_lag = Gauge::<f64, AtomicU64>::default();
+        registry.register_with_unit(
+            "autoscaler_tick_lag",
+            "How late the last tick of the metrics loop started after its schedule",
+            Unit::Seconds,
+            tick_lag.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this process runs the loops (holds the leader lease, or leader election is off), else 0",
+            leader.clone(),
+        );
+        registry.register(
+            "build",
+            "Version of the running operator",
+            Info::new(BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            }),
+        );
+        registry.register_collector(Box::new(StatsCollector(stats)));
+        Metrics {
+            registry,
+            reconciles,
+            reconcile_errors,
+            reconcile_duration,
+            scale_decisions,
+            query_duration,
+            tick_lag,
+            leader,
+        }
+    }
+
+    /// Counts a reconcile and measures it until the returned guard drops.
+    pub fn count_and_measure(&self) -> ReconcileMeasurer<'_> {
+        self.reconciles.inc();
+        ReconcileMeasurer {
+            started: Instant::now(),
+            histogram: &self.reconcile_duration,
+        }
+    }
+
+    /// Counts a failed reconcile under its error's metric label.
+    pub fn reconcile_failure(&self, error: &crate::error::Error) {
+        self.reconcile_failure_reason(error.metric_label());
+    }
+
+    /// Counts a failed reconcile under `reason`.
+    pub fn reconcile_failure_reason(&self, reason: &str) {
+        self.reconcile_errors
+            .get_or_create(&ErrorLabels {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts a decision of the metrics loop to change a replica count (equal counts are ignored).
+    pub fn scale_decision(&self, from: i32, to: i32) {
+        let direction = match to.cmp(&from) {
+            std::cmp::Ordering::Greater => "up",
+            std::cmp::Ordering::Less => "down",
+            std::cmp::Ordering::Equal => return,
+        };
+        self.scale_decisions
+            .get_or_create(&DirectionLabels {
+                direction: direction.to_string(),
+            })
+            .inc();
+    }
+
+    /// Records how long one Prometheus query took.
+    pub fn observe_query(&self, duration: Duration) {
+        self.query_duration.observe(duration.as_secs_f64());
+    }
+
+    /// Records how late the current tick of the metrics loop started.
+    pub fn observe_tick_lag(&self, lag: Duration) {
+        self.tick_lag.set(lag.as_secs_f64());
+    }
+
+    /// Says whether this process runs the loops.
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
+    }
+
+    /// The OpenMetrics text of every metric.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        // Writing to a String cannot fail; an encoder error would be a bug in a collector.
+        if let Err(err) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            tracing::warn!(error = %err, "could not encode the metrics");
+        }
+        text
+    }
+}
+
+/// Observes the duration of one reconcile when dropped.
+pub struct ReconcileMeasurer<'a> {
+    started: Instant,
+    histogram: &'a Histogram,
+}
+
+impl Drop for ReconcileMeasurer<'_> {
+    fn drop(&mut self) {
+        self.histogram.observe(self.started.elapsed().as_secs_f64());
+    }
+}
+
+/// Exports the metrics loop's atomic counters as Prometheus counters.
+#[derive(Debug)]
+struct StatsCollector(Arc<Stats>);
+
+impl Collector for StatsCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let stats = &self.0;
+        let counters: [(&str, &str, &AtomicU64); 4] = [
+            (
+                "autoscaler_ticks",
+                "Ticks of the metrics loop",
+                &stats.ticks,
+            ),
+            (
+                "metric_queries",
+                "Prometheus queries sent by the metrics loop",
+                &stats.queries,
+            ),
+            (
+                "metric_query_errors",
+                "Prometheus queries of the metrics loop that failed",
+                &stats.query_errors,
+            ),
+            (
+                "autoscaler_scale_writes",
+                "Writes of the metrics loop to the scale subresource of Deployments",
+                &stats.scale_writes,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let counter = ConstCounter::new(value.load(Ordering::Relaxed));
+            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            counter.encode(metric)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    #[test]
+    fn renders_every_family_with_its_prefix() {
+        let stats = Arc::new(Stats::default());
+        let metrics = Metrics::new(stats.clone());
+        stats.ticks.fetch_add(3, Ordering::Relaxed);
+        stats.query_errors.fetch_add(1, Ordering::Relaxed);
+        {
+            let _measure = metrics.count_and_measure();
+        }
+        metrics.reconcile_failure_reason("kube");
+        metrics.scale_decision(2, 5);
+        metrics.scale_decision(5, 5);
+        metrics.observe_query(Duration::from_millis(20));
+        metrics.observe_tick_lag(Duration::from_millis(250));
+        metrics.set_leader(true);
+        let text = metrics.render();
+        assert_eq!(sample(&text, "shoal_reconciles_total"), Some(1.0), "{text}");
+        assert_eq!(
+            sample(&text, "shoal_reconcile_errors_total{reason=\"kube\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(&text, "shoal_reconcile_duration_seconds_count"),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(&text, "shoal_scale_decisions_total{direction=\"up\"}"),
+            Some(1.0)
+        );
+        assert!(!text.contains("direction=\"down\""), "{text}");
+        assert_eq!(
+            sample(&text, "shoal_metric_query_duration_seconds_count"),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(&text, "shoal_autoscaler_tick_lag_seconds"),
+            Some(0.25)
+        );
+        assert_eq!(sample(&text, "shoal_leader"), Some(1.0));
+        assert_eq!(sample(&text, "shoal_autoscaler_ticks_total"), Some(3.0));
+        assert_eq!(sample(&text, "shoal_metric_queries_total"), Some(0.0));
+        assert_eq!(sample(&text, "shoal_metric_query_errors_total"), Some(1.0));
+        assert_eq!(
+            sample(&text, "shoal_autoscaler_scale_writes_total"),
+            Some(0.0)
+        );
+        assert!(text.contains("shoal_build_info{version=\""), "{text}");
+        assert!(text.trim_end().ends_with("# EOF"));
+    }
+}
