@@ -101,7 +101,8 @@ pub struct RunArgs {
     /// Default scale-down stabilization window in seconds (a Microservice's behavior overrides it).
     #[arg(long, env = "SHOAL_SCALE_DOWN_WINDOW_SECONDS", default_value_t = 300)]
     pub scale_down_window_seconds: i64,
-    /// Run the loops only while holding the Lease `shoal-leader`, so several replicas can run
+    /// Run the loops only while holding the Lease `shoal-leader` (`shoal-leader-controller` or
+    /// `shoal-leader-autoscaler` with --components), so several replicas can run
     /// (`--leader-election` or `--leader-election=true`). Off by default for a single local
     /// process; the Helm chart turns it on.
     #[arg(
@@ -224,7 +225,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             .context("building the Kubernetes client of leader election")?;
         let elector = Elector::new(
             lease_client,
-            leader::Config::new(leader::namespace(leader_election_namespace)),
+            leader::Config::new(leader::namespace(leader_election_namespace), components),
         );
         health.set(Phase::Following);
         tokio::select! {
@@ -256,23 +257,32 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             .await;
         }
     };
-    let mut loops = std::pin::pin!(async {
+    let loops = async {
         futures::join!(controller, autoscaler);
-    });
-    // The loops stop on SIGTERM by themselves; a lost lease stops the process.
-    let lost = match &leadership {
-        Some(leadership) => tokio::select! {
-            () = &mut loops => None,
-            lost = leadership.hold() => Some(lost),
-        },
-        None => {
-            loops.await;
-            None
+    };
+    let hold = async {
+        match &leadership {
+            Some(leadership) => leadership.hold().await,
+            None => std::future::pending().await,
+        }
+    };
+    // The loops stop on SIGTERM by themselves; a lost lease stops the process; a shutdown
+    // that hangs must not keep the lease (and the loops) past the pod's grace period.
+    let stuck = async {
+        shutdown_signal().await;
+        tokio::time::sleep(SHUTDOWN_TIMEOUT).await;
+    };
+    let outcome = tokio::select! {
+        () = loops => Ok(()),
+        lost = hold => Err(lost),
+        () = stuck => {
+            tracing::warn!(timeout = ?SHUTDOWN_TIMEOUT, "the loops did not stop in time; stopping anyway");
+            Ok(())
         }
     };
     health.set(Phase::Stopping);
     metrics.set_leader(false);
-    if let Some(lost) = lost {
+    if let Err(lost) = outcome {
         tracing::error!(error = %format!("{lost:#}"), "stopping: this process is no longer the leader");
         return Err(lost);
     }
@@ -281,6 +291,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// How long the loops may take to stop after SIGTERM before the process releases the lease
+/// and exits anyway (the chart's terminationGracePeriodSeconds is 30).
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A client for the cluster of the current kubeconfig (or the in-cluster config) that
 /// names itself `shoal/<version>` in the apiserver's logs and audit trail.

@@ -21,7 +21,7 @@ use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, ListParams, PartialObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -236,7 +236,7 @@ async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Action> {
         return Ok(Action::await_change());
     }
     ctx.stores.wait_until_ready().await;
-    let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
+    let recorder = crate::events::EventSink::new(ctx.client.clone(), ctx.reporter.clone());
     let reference = ms.object_ref(&());
     let name = ms
         .metadata
@@ -326,7 +326,7 @@ async fn apply_children(
     ms: &ValidatedMicroservice,
     children: &Children,
     transition: &mut rollout::Transition,
-    recorder: &Recorder,
+    recorder: &crate::events::EventSink,
     reference: &k8s_openapi::api::core::v1::ObjectReference,
 ) -> Result<Option<Arc<Deployment>>> {
     let client = &ctx.client;
@@ -480,7 +480,7 @@ async fn sync_optional<K>(
     desired: Option<&K>,
     live: Option<&K>,
     kind: &str,
-    recorder: &Recorder,
+    recorder: &crate::events::EventSink,
     reference: &k8s_openapi::api::core::v1::ObjectReference,
 ) -> Result<()>
 where
@@ -662,7 +662,7 @@ fn replica_sets_of(
 
 /// Events for every rollout condition that changed (status or reason).
 async fn publish_transitions(
-    recorder: &Recorder,
+    recorder: &crate::events::EventSink,
     reference: &k8s_openapi::api::core::v1::ObjectReference,
     old: Option<&crate::crd::MicroserviceStatus>,
     new: &crate::crd::MicroserviceStatus,
@@ -723,7 +723,7 @@ pub fn referenced_config_maps(rs: &ReplicaSet) -> Vec<String> {
 }
 
 async fn publish(
-    recorder: &Recorder,
+    recorder: &crate::events::EventSink,
     reference: &k8s_openapi::api::core::v1::ObjectReference,
     type_: EventType,
     reason: &str,

@@ -25,7 +25,9 @@ use kube::{Api, Client};
 use kube_lease_manager::{DurationSeconds, LeaseCreateMode, LeaseManager, LeaseParams};
 use tracing::{debug, info, warn};
 
-/// Name of the Lease.
+use crate::cli::Components;
+
+/// Name of the Lease of a process running both loops.
 pub const LEASE_NAME: &str = "shoal-leader";
 /// How long a lease stays valid after its last renewal.
 pub const LEASE_DURATION: Duration = Duration::from_secs(15);
@@ -53,13 +55,25 @@ pub struct Config {
 }
 
 impl Config {
-    /// The standard lease [`LEASE_NAME`] in `namespace`, for this process's [`identity`].
-    pub fn new(namespace: impl Into<String>) -> Config {
+    /// The lease in `namespace` of processes running `components` (see [`lease_name`]), for
+    /// this process's [`identity`].
+    pub fn new(namespace: impl Into<String>, components: Components) -> Config {
         Config {
             namespace: namespace.into(),
-            lease_name: LEASE_NAME.to_string(),
+            lease_name: lease_name(components),
             identity: identity(),
         }
+    }
+}
+
+/// [`LEASE_NAME`] for processes running both loops; `shoal-leader-controller` and
+/// `shoal-leader-autoscaler` when the loops are deployed apart, so that each kind elects
+/// its own leader instead of excluding the other.
+pub fn lease_name(components: Components) -> String {
+    match components {
+        Components::All => LEASE_NAME.to_string(),
+        Components::Controller => format!("{LEASE_NAME}-controller"),
+        Components::Autoscaler => format!("{LEASE_NAME}-autoscaler"),
     }
 }
 
@@ -244,6 +258,19 @@ mod tests {
             (LEASE_DURATION - RETRY_PERIOD).as_secs(),
             13,
             "renewal 2 s after the last one"
+        );
+    }
+
+    #[test]
+    fn loops_deployed_apart_elect_their_own_leaders() {
+        assert_eq!(lease_name(Components::All), "shoal-leader");
+        assert_eq!(
+            lease_name(Components::Controller),
+            "shoal-leader-controller"
+        );
+        assert_eq!(
+            lease_name(Components::Autoscaler),
+            "shoal-leader-autoscaler"
         );
     }
 

@@ -109,7 +109,7 @@ fn describe(r: &Revision) -> String {
 }
 
 enum Progress {
-    InProgress(String),
+    Underway(String),
     Complete(String),
     DeadlineExceeded(String),
 }
@@ -137,7 +137,7 @@ fn progress(deployment: &Deployment) -> Progress {
     if observed && updated >= desired && available >= desired && total <= updated {
         Progress::Complete(format!("{available} of {desired} replicas available"))
     } else {
-        Progress::InProgress(format!(
+        Progress::Underway(format!(
             "{updated} of {desired} replicas updated, {available} available"
         ))
     }
@@ -208,7 +208,7 @@ pub fn transition(o: &Observed) -> Transition {
         }
     };
     let progressing = match &progress {
-        Progress::InProgress(m) => ConditionSpec::new(
+        Progress::Underway(m) => ConditionSpec::new(
             PROGRESSING,
             true,
             ROLLOUT_IN_PROGRESS,
@@ -260,6 +260,21 @@ pub fn transition(o: &Observed) -> Transition {
                 == Some(&live_hash)
         });
         if applied_by_us && changed_since && known && !live_hash.is_empty() {
+            let observed = deployment
+                .status
+                .as_ref()
+                .and_then(|s| s.observed_generation)
+                .unwrap_or(0)
+                >= deployment.metadata.generation.unwrap_or(0);
+            if !observed {
+                // Wait for the deployment controller to number the restored revision
+                // before reporting it; leave the template alone meanwhile.
+                return Transition {
+                    template: Template::Keep,
+                    conditions: vec![progressing],
+                    status,
+                };
+            }
             status.held_generation = Some(o.generation);
             set_head(&mut status, "ManualRollback");
             return Transition {

@@ -13,7 +13,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -129,7 +129,7 @@ pub async fn run(
     if let Err(err) = &prometheus {
         warn!(error = %err, "no Prometheus client: every tick will report FailedGetMetrics");
     }
-    let recorder = Recorder::new(
+    let recorder = crate::events::EventSink::new(
         client.clone(),
         Reporter {
             controller: "shoal-autoscaler".into(),
@@ -194,7 +194,7 @@ async fn tick(
     config: &Config,
     caches: &Caches,
     prometheus: Option<&prometheus_http_query::Client>,
-    recorder: &Recorder,
+    recorder: &crate::events::EventSink,
     tracked: &mut HashMap<ObjectRef<Microservice>, Tracked>,
     stats: &Stats,
 ) -> usize {
@@ -548,7 +548,7 @@ pub fn status_changed(
         || mine(old_conditions) != mine(new_conditions)
 }
 
-async fn act(client: &Client, recorder: &Recorder, plan: Plan, stats: &Stats) {
+async fn act(client: &Client, recorder: &crate::events::EventSink, plan: Plan, stats: &Stats) {
     let Plan {
         ms,
         valid,
@@ -674,7 +674,7 @@ pub fn explain(status: &AutoscalerStatus) -> String {
 }
 
 async fn publish(
-    recorder: &Recorder,
+    recorder: &crate::events::EventSink,
     reference: &k8s_openapi::api::core::v1::ObjectReference,
     type_: EventType,
     reason: &str,

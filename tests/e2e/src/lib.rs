@@ -27,7 +27,7 @@ pub struct TestBed {
     _cluster: std::sync::Mutex<Child>,
 }
 
-static TESTBED: OnceLock<TestBed> = OnceLock::new();
+static TESTBED: OnceLock<Result<TestBed, String>> = OnceLock::new();
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// Root of the repository.
@@ -47,7 +47,20 @@ pub fn cluster_bin() -> PathBuf {
 
 /// The shared test bed, started on first use. Panics with the reason when it cannot start.
 pub fn testbed() -> &'static TestBed {
-    TESTBED.get_or_init(start_testbed)
+    // Started once: if it fails, every test fails with the same reason (no second attempt
+    // on the same directory).
+    let bed = TESTBED.get_or_init(|| {
+        std::panic::catch_unwind(start_testbed).map_err(|e| {
+            e.downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".to_string())
+        })
+    });
+    match bed {
+        Ok(bed) => bed,
+        Err(reason) => panic!("the test bed could not start: {reason}"),
+    }
 }
 
 fn start_testbed() -> TestBed {
@@ -60,6 +73,8 @@ fn start_testbed() -> TestBed {
     );
     let dir = std::env::temp_dir().join(format!("shoal-e2e-{}", std::process::id()));
     let started = Instant::now();
+    // A `ready` left by an earlier, killed run would fool the wait below.
+    let _ = std::fs::remove_file(dir.join("ready"));
     let mut child = Command::new(&kube)
         .args([
             "up",
@@ -371,14 +386,18 @@ where
     }
 }
 
-/// The binary `name` built next to this test executable (`cargo build --workspace --bins`).
+/// The binary `name` built next to this executable (`cargo build --workspace --bins`): in
+/// `target/<profile>/` for a test (which runs from `target/<profile>/deps/`) or for a binary
+/// that itself runs from `target/<profile>/` (the demo, the benchmark).
 pub fn sibling_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|p| p.join(name))
-        .expect("target directory");
+    let dir = exe.parent().expect("target directory");
+    let dir = if dir.file_name().is_some_and(|d| d == "deps") {
+        dir.parent().expect("target directory")
+    } else {
+        dir
+    };
+    let bin = dir.join(name);
     assert!(
         bin.exists(),
         "{} is missing: run `cargo build --workspace --bins` (make test does)",

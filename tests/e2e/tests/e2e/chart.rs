@@ -495,11 +495,11 @@ async fn metrics_endpoint_shows_the_loops_at_work() {
     let (code, first) = get_path(&op, "/metrics");
     assert_eq!(code, 200, "{first}");
     assert!(first.contains("application/openmetrics-text"), "{first}");
+    // Labelled families (reconcile errors by reason, scale decisions by direction) appear
+    // with their first sample.
     for family in [
         "# TYPE shoal_reconciles counter",
-        "# TYPE shoal_reconcile_errors counter",
         "# TYPE shoal_reconcile_duration_seconds histogram",
-        "# TYPE shoal_scale_decisions counter",
         "# TYPE shoal_metric_query_duration_seconds histogram",
         "# TYPE shoal_autoscaler_tick_lag_seconds gauge",
         "# TYPE shoal_metric_query_errors counter",
