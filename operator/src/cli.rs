@@ -243,7 +243,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     health.set(Phase::Leading);
     let controller = async {
         if components != Components::Autoscaler {
-            crate::controller::run(client.clone(), controller_config).await;
+            crate::controller::run(client.clone(), controller_config, metrics.clone()).await;
         }
     };
     let autoscaler = async {
@@ -252,6 +252,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 client.clone(),
                 autoscaler_config,
                 stats.clone(),
+                metrics.clone(),
                 shutdown_signal(),
             )
             .await;

@@ -55,7 +55,7 @@ pub struct Config {
 }
 
 /// An API handle for one namespace, or all of them.
-fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+pub(crate) fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
     K::DynamicType: Default,
@@ -102,6 +102,7 @@ pub struct Context {
     failures: Mutex<HashMap<ObjectRef<Microservice>, u32>>,
     /// Writes issued by the controller (applies, deletes, status), for tests and logs.
     pub writes: AtomicU64,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Fails with the install command when the CRD is not installed.
@@ -137,7 +138,7 @@ where
 }
 
 /// Runs the controller until SIGTERM or Ctrl-C.
-pub async fn run(client: Client, config: Config) {
+pub async fn run(client: Client, config: Config, metrics: Arc<crate::metrics::Metrics>) {
     let ns = config.namespace.as_deref();
     let (deployments, deployments_w) = reflector::store();
     let (services, services_w) = reflector::store();
@@ -188,11 +189,12 @@ pub async fn run(client: Client, config: Config) {
         resync: config.resync,
         failures: Mutex::new(HashMap::new()),
         writes: AtomicU64::new(0),
+        metrics,
     });
     let replica_set_task = tokio::spawn(replica_set_watch.for_each(|_| futures::future::ready(())));
     info!("starting the Microservice controller");
     controller
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile_in_time, error_policy, ctx)
         .for_each(|result| async move {
             if let Err(err) = result {
                 warn!(error = %err, "reconcile failed");
@@ -204,6 +206,7 @@ pub async fn run(client: Client, config: Config) {
 }
 
 fn error_policy(ms: Arc<Microservice>, err: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.reconcile_failure(err);
     let failures = {
         let mut map = ctx.failures.lock().unwrap_or_else(|e| e.into_inner());
         let n = map.entry(ObjectRef::from_obj(&*ms)).or_insert(0);
@@ -229,6 +232,16 @@ where
     store.get(&ObjectRef::new(name).within(namespace))
 }
 
+/// Longest a reconcile may take: a request that never answers must not hold one of the
+/// controller's reconcile slots (and graceful shutdown) forever.
+const RECONCILE_TIMEOUT: Duration = Duration::from_secs(60);
+
+async fn reconcile_in_time(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Action> {
+    tokio::time::timeout(RECONCILE_TIMEOUT, reconcile(ms, ctx))
+        .await
+        .unwrap_or(Err(Error::Timeout(RECONCILE_TIMEOUT)))
+}
+
 #[instrument(skip(ms, ctx), fields(namespace = ms.namespace().unwrap_or_default(), name = %ms.name_any(), generation = ms.metadata.generation))]
 async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Action> {
     if ms.metadata.deletion_timestamp.is_some() {
@@ -236,6 +249,7 @@ async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Action> {
         return Ok(Action::await_change());
     }
     ctx.stores.wait_until_ready().await;
+    let _measure = ctx.metrics.count_and_measure();
     let recorder = crate::events::EventSink::new(ctx.client.clone(), ctx.reporter.clone());
     let reference = ms.object_ref(&());
     let name = ms

@@ -16,6 +16,9 @@ pub enum Error {
     /// The object lacks metadata the apiserver always sets (name, namespace, uid).
     #[error("object has no {0}")]
     MissingMetadata(&'static str),
+    /// A reconcile did not finish in time (a request that never answered); it is retried.
+    #[error("reconcile did not finish within {0:?}")]
+    Timeout(std::time::Duration),
 }
 
 impl Error {
@@ -32,6 +35,7 @@ impl Error {
         match self {
             Error::Kube { .. } => "kube",
             Error::MissingMetadata(_) => "missing_metadata",
+            Error::Timeout(_) => "timeout",
         }
     }
 }

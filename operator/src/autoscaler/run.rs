@@ -24,6 +24,7 @@ use super::source::{self, Batch, MetricsConfig};
 use crate::AUTOSCALER_FIELD_MANAGER;
 use crate::build::INSTANCE_LABEL;
 use crate::conditions;
+use crate::controller::scoped;
 use crate::crd::{AutoscalerStatus, MetricStatus, Microservice};
 use crate::validate::{self, Engine, ValidatedMicroservice, parse_quantity};
 
@@ -71,17 +72,6 @@ struct Caches {
     pods: Store<Pod>,
 }
 
-fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-    K::DynamicType: Default,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
-}
-
 fn spawn_cache<K>(api: Api<K>, labels: Option<&str>) -> Store<K>
 where
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
@@ -106,17 +96,18 @@ pub async fn run(
     client: Client,
     config: Config,
     stats: Arc<Stats>,
+    metrics: Arc<crate::metrics::Metrics>,
     shutdown: impl Future<Output = ()>,
 ) {
     let ns = config.namespace.as_deref();
     let caches = Caches {
-        microservices: spawn_cache(api::<Microservice>(&client, ns), None),
+        microservices: spawn_cache(scoped::<Microservice>(&client, ns), None),
         deployments: spawn_cache(
-            api::<Deployment>(&client, ns),
+            scoped::<Deployment>(&client, ns),
             Some(crate::controller::MANAGED_SELECTOR),
         ),
         pods: spawn_cache(
-            api::<Pod>(&client, ns),
+            scoped::<Pod>(&client, ns),
             Some(crate::controller::MANAGED_SELECTOR),
         ),
     };
@@ -146,8 +137,9 @@ pub async fn run(
             _ = &mut shutdown => break,
             scheduled = interval.tick() => {
                 let lag = scheduled.elapsed();
+                metrics.observe_tick_lag(lag);
                 let started = Instant::now();
-                let count = tick(&client, &config, &caches, prometheus.as_ref().ok(), &recorder, &mut tracked, &stats).await;
+                let count = tick(&client, &config, &caches, prometheus.as_ref().ok(), &recorder, &mut tracked, &stats, &metrics).await;
                 stats.ticks.fetch_add(1, Ordering::Relaxed);
                 debug!(services = count, took_ms = started.elapsed().as_millis() as u64, lag_ms = lag.as_millis() as u64, "tick");
             }
@@ -162,6 +154,7 @@ async fn batch(
     promql: String,
     labels: (&str, &str),
     stats: &Stats,
+    metrics: &crate::metrics::Metrics,
 ) -> Batch {
     if !wanted {
         return Ok(HashMap::new());
@@ -170,9 +163,11 @@ async fn batch(
         return Err("no Prometheus client (check --prometheus-url)".to_string());
     };
     stats.queries.fetch_add(1, Ordering::Relaxed);
+    let started = Instant::now();
     let result = source::query(prometheus, &promql)
         .await
         .and_then(|data| source::by_labels(&data, labels.0, labels.1));
+    metrics.observe_query(started.elapsed());
     if result.is_err() {
         stats.query_errors.fetch_add(1, Ordering::Relaxed);
     }
@@ -189,6 +184,9 @@ struct Plan {
     conditions: Vec<Condition>,
 }
 
+// The loop's long-lived parts are passed one by one rather than bundled: each is borrowed
+// for the tick only, and `tracked` mutably.
+#[allow(clippy::too_many_arguments)]
 async fn tick(
     client: &Client,
     config: &Config,
@@ -197,6 +195,7 @@ async fn tick(
     recorder: &crate::events::EventSink,
     tracked: &mut HashMap<ObjectRef<Microservice>, Tracked>,
     stats: &Stats,
+    metrics: &crate::metrics::Metrics,
 ) -> usize {
     let targets: Vec<(Arc<Microservice>, ValidatedMicroservice)> = caches
         .microservices
@@ -261,21 +260,24 @@ async fn tick(
             need_rps,
             m.request_rate_query(),
             (&m.namespace_label, &m.service_label),
-            stats
+            stats,
+            metrics
         ),
         batch(
             prometheus,
             need_rps,
             m.burst_query(),
             (&m.namespace_label, &m.service_label),
-            stats
+            stats,
+            metrics
         ),
         batch(
             prometheus,
             need_cpu,
             m.cpu_query(),
             (&m.namespace_label, &m.pod_label),
-            stats
+            stats,
+            metrics
         ),
     );
     // A Microservice's own query cannot be batched: one query each.
@@ -455,7 +457,7 @@ async fn tick(
     futures::future::join_all(
         plans
             .into_iter()
-            .map(|plan| act(client, recorder, plan, stats)),
+            .map(|plan| act(client, recorder, plan, stats, metrics)),
     )
     .await;
     count
@@ -548,7 +550,13 @@ pub fn status_changed(
         || mine(old_conditions) != mine(new_conditions)
 }
 
-async fn act(client: &Client, recorder: &crate::events::EventSink, plan: Plan, stats: &Stats) {
+async fn act(
+    client: &Client,
+    recorder: &crate::events::EventSink,
+    plan: Plan,
+    stats: &Stats,
+    metrics: &crate::metrics::Metrics,
+) {
     let Plan {
         ms,
         valid,
@@ -561,6 +569,7 @@ async fn act(client: &Client, recorder: &crate::events::EventSink, plan: Plan, s
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &valid.namespace);
     if decision.desired != current {
         stats.scale_writes.fetch_add(1, Ordering::Relaxed);
+        metrics.scale_decision(current, decision.desired);
         let body = serde_json::json!({
             "apiVersion": "autoscaling/v1",
             "kind": "Scale",

@@ -87,3 +87,35 @@ pub fn replicas(bed: &TestBed, ns: &str, name: &str) -> i64 {
         .and_then(|d| d.pointer("/spec/replicas").and_then(Value::as_i64))
         .unwrap_or(-1)
 }
+
+/// Applies YAML and fails the test with kubectl's message if it is refused.
+pub fn apply(bed: &TestBed, ns: &str, yaml: &str) {
+    let out = apply_yaml(bed, ns, yaml);
+    assert!(
+        out.status.success(),
+        "apply failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Waits until condition `type_` of Microservice `name` has this status and reason;
+/// returns the Microservice and the condition's message.
+pub async fn wait_condition(
+    bed: &TestBed,
+    ns: &str,
+    name: &str,
+    type_: &str,
+    status: &str,
+    reason: &str,
+) -> (Value, String) {
+    wait_for(
+        &format!("{name} {type_}={status} ({reason})"),
+        TIMEOUT,
+        || async {
+            let ms = get(bed, ns, "ms", name)?;
+            let c = condition(&ms, type_)?;
+            (c.0 == status && c.1 == reason).then_some((ms, c.2))
+        },
+    )
+    .await
+}

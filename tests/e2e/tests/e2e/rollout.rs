@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
 use shoal_e2e::{TestBed, testbed, wait_for};
 
 use crate::helpers::*;
@@ -13,15 +12,6 @@ fn ms_yaml(name: &str, image: &str, config: &str, rollout: &str) -> String {
     format!(
         "apiVersion: shoal.dev/v1alpha1\nkind: Microservice\nmetadata: {{name: {name}}}\nspec:\n  image: {image}\n  replicas: 2\n  config: {config}\n  rollout: {rollout}\n"
     )
-}
-
-fn apply(bed: &TestBed, ns: &str, yaml: &str) {
-    let out = apply_yaml(bed, ns, yaml);
-    assert!(
-        out.status.success(),
-        "apply failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn image_of(bed: &TestBed, ns: &str, name: &str) -> String {
@@ -42,26 +32,6 @@ fn config_map_of(bed: &TestBed, ns: &str, name: &str) -> String {
                 .map(str::to_string)
         })
         .unwrap_or_default()
-}
-
-async fn wait_condition(
-    bed: &TestBed,
-    ns: &str,
-    name: &str,
-    type_: &str,
-    status: &str,
-    reason: &str,
-) -> (Value, String) {
-    wait_for(
-        &format!("{name} {type_}={status} ({reason})"),
-        TIMEOUT,
-        || async {
-            let ms = get(bed, ns, "ms", name)?;
-            let c = condition(&ms, type_)?;
-            (c.0 == status && c.1 == reason).then_some((ms, c.2))
-        },
-    )
-    .await
 }
 
 async fn wait_image(bed: &TestBed, ns: &str, name: &str, image: &str) {
