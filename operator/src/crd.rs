@@ -342,9 +342,17 @@ pub struct RequestRateTarget {
     #[x_kube(validation = Rule::new("self > 0.0").message("spec.autoscaling.requestRate.targetPerReplica must be greater than 0"))]
     pub target_per_replica: f64,
     /// A whole PromQL query that returns this service's total request rate per second as
-    /// a single series, replacing the operator's default query.
+    /// a single series, replacing the operator's default query. Queried on its own each
+    /// tick (the default query is shared by all Microservices).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,
+    /// Request counter to use instead of the operator's default (e.g. `nginx_requests_total`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
+    /// Extra label matchers for the request counter, e.g. `code!~"5.."`, added to the
+    /// namespace and service matchers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
 }
 
 /// Scaling behavior, as in the HPA's `behavior` field.

@@ -247,9 +247,23 @@ async fn tick(
             .as_ref()
             .and_then(|a| a.request_rate.clone())
     };
+    // A Microservice with a query, metric or selector of its own is queried on its own.
+    let own_query = |v: &ValidatedMicroservice| -> Option<String> {
+        let rr = rate_spec(v)?;
+        rr.query.clone().or_else(|| {
+            (rr.metric.is_some() || rr.selector.is_some()).then(|| {
+                config.metrics.request_rate_query_for(
+                    &v.namespace,
+                    &v.name,
+                    rr.metric.as_deref(),
+                    rr.selector.as_deref(),
+                )
+            })
+        })
+    };
     let need_rps = targets
         .iter()
-        .any(|(_, v)| rate_spec(v).is_some_and(|r| r.query.is_none()));
+        .any(|(_, v)| rate_spec(v).is_some() && own_query(v).is_none());
     let need_cpu = targets
         .iter()
         .any(|(_, v)| v.spec.autoscaling.as_ref().is_some_and(|a| a.cpu.is_some()));
@@ -283,7 +297,7 @@ async fn tick(
     // A Microservice's own query cannot be batched: one query each.
     let custom: HashMap<ObjectRef<Microservice>, Result<f64, String>> =
         futures::future::join_all(targets.iter().filter_map(|(ms, v)| {
-            let query = rate_spec(v)?.query?;
+            let query = own_query(v)?;
             let key = ObjectRef::from_obj(&**ms);
             Some(async move {
                 let value = match prometheus {
@@ -344,19 +358,19 @@ async fn tick(
         let mut queries = Vec::new();
         if let Some(rr) = &autoscaling.request_rate {
             let service_key = (valid.namespace.clone(), valid.name.clone());
-            let (value, burst_value, query) = match &rr.query {
+            let (value, burst_value, query) = match own_query(&valid) {
                 Some(q) => (
                     custom
                         .get(&key)
                         .cloned()
                         .unwrap_or_else(|| Err("not queried".into())),
                     None,
-                    q.clone(),
+                    q,
                 ),
                 None => (
                     source::lookup(&rps, &service_key, "request-rate"),
                     source::lookup(&burst, &service_key, "request-rate").ok(),
-                    m.request_rate_query_for(&valid.namespace, &valid.name),
+                    m.request_rate_query_for(&valid.namespace, &valid.name, None, None),
                 ),
             };
             metrics.push(MetricInput {

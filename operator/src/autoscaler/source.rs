@@ -77,13 +77,24 @@ impl MetricsConfig {
         )
     }
 
-    /// The request-rate query shown in status for one service (what the batch computes for it).
-    pub fn request_rate_query_for(&self, namespace: &str, service: &str) -> String {
+    /// The request-rate query for one service: what the batch computes for it, or, with a
+    /// metric or selector of its own, the query run for it alone.
+    pub fn request_rate_query_for(
+        &self,
+        namespace: &str,
+        service: &str,
+        metric: Option<&str>,
+        selector: Option<&str>,
+    ) -> String {
+        let extra = selector
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| format!(", {s}"))
+            .unwrap_or_default();
         format!(
-            "sum(rate({m}{{{ns}=\"{namespace}\", {svc}=\"{service}\"}}[{w}]))",
+            "sum(rate({m}{{{ns}=\"{namespace}\", {svc}=\"{service}\"{extra}}}[{w}]))",
             ns = self.namespace_label,
             svc = self.service_label,
-            m = self.request_metric,
+            m = metric.unwrap_or(&self.request_metric),
             w = self.rate_window
         )
     }
@@ -194,6 +205,15 @@ mod tests {
         assert_eq!(
             c.burst_query(),
             "sum by (namespace, service) (irate(http_requests_total[30s]))"
+        );
+        assert_eq!(
+            c.request_rate_query_for(
+                "shop",
+                "api",
+                Some("nginx_requests_total"),
+                Some("code!~\"5..\"")
+            ),
+            "sum(rate(nginx_requests_total{namespace=\"shop\", service=\"api\", code!~\"5..\"}[1m]))"
         );
         assert_eq!(
             c.cpu_query(),

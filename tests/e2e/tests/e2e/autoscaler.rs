@@ -432,3 +432,38 @@ async fn fifty_microservices_cost_one_query_per_metric_per_tick() {
         "the loop is not querying: {per_tick:.2} per tick"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_microservice_may_bring_its_own_selector_or_query() {
+    let bed = testbed();
+    let ns = bed.namespace("own-query");
+    let sim = LoadSim::start(bed, &ns, &bed.prometheus_sd_dir, 0.0);
+    let _op = bed.operator(&ns, &FAST);
+    let selector = "    requestRate: {targetPerReplica: 50, selector: 'pod!=\"\"'}\n".to_string();
+    let yaml = request_rate_ms("sel", 1, 10, 50.0, "")
+        .replace("    requestRate: {targetPerReplica: 50}\n", &selector);
+    apply(bed, &ns, &yaml);
+    let query =
+        format!("sum(rate(http_requests_total{{namespace=\"{ns}\", service=\"own\"}}[10s]))");
+    let own = format!("    requestRate: {{targetPerReplica: 50, query: '{query}'}}\n");
+    let yaml = request_rate_ms("own", 1, 10, 50.0, "")
+        .replace("    requestRate: {targetPerReplica: 50}\n", &own);
+    apply(bed, &ns, &yaml);
+    sim.set_load("sel", 150.0);
+    sim.set_load("own", 200.0);
+    wait_replicas(bed, &ns, "sel", 3, TIMEOUT).await;
+    wait_replicas(bed, &ns, "own", 4, TIMEOUT).await;
+    let sel = get(bed, &ns, "ms", "sel").expect("ms");
+    let q = sel["status"]["autoscaler"]["requestRate"]["query"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        q.contains("pod!=\"\"") && q.contains("service=\"sel\""),
+        "{q}"
+    );
+    let own = get(bed, &ns, "ms", "own").expect("ms");
+    assert_eq!(
+        own["status"]["autoscaler"]["requestRate"]["query"],
+        query.as_str()
+    );
+}
