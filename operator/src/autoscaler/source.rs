@@ -39,10 +39,12 @@ pub type Key = (String, String);
 pub type Batch = Result<HashMap<Key, Result<f64, String>>, String>;
 
 impl MetricsConfig {
-    /// Total request rate per service, for every service at once.
+    /// Total request rate per service, for every service at once. `and {metric}` keeps only
+    /// series scraped now: a pod that is gone keeps its last rate inside the range window,
+    /// and counting it next to the pods that took over its traffic would scale back up.
     pub fn request_rate_query(&self) -> String {
         format!(
-            "sum by ({ns}, {svc}) (rate({m}[{w}]))",
+            "sum by ({ns}, {svc}) (rate({m}[{w}]) and {m})",
             ns = self.namespace_label,
             svc = self.service_label,
             m = self.request_metric,
@@ -53,7 +55,7 @@ impl MetricsConfig {
     /// The same over the short window with `irate`, to see a jump on the next scrape.
     pub fn burst_query(&self) -> String {
         format!(
-            "sum by ({ns}, {svc}) (irate({m}[{w}]))",
+            "sum by ({ns}, {svc}) (irate({m}[{w}]) and {m})",
             ns = self.namespace_label,
             svc = self.service_label,
             m = self.request_metric,
@@ -200,11 +202,11 @@ mod tests {
         let c = config();
         assert_eq!(
             c.request_rate_query(),
-            "sum by (namespace, service) (rate(http_requests_total[1m]))"
+            "sum by (namespace, service) (rate(http_requests_total[1m]) and http_requests_total)"
         );
         assert_eq!(
             c.burst_query(),
-            "sum by (namespace, service) (irate(http_requests_total[30s]))"
+            "sum by (namespace, service) (irate(http_requests_total[30s]) and http_requests_total)"
         );
         assert_eq!(
             c.request_rate_query_for(
