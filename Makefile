@@ -6,12 +6,17 @@ HELM ?= $(CLUSTER_BIN)/helm
 IMAGE ?= ghcr.io/shoal-dev/shoal
 VERSION ?= $(shell sed -n 's/^appVersion: *"\(.*\)"/\1/p' charts/shoal/Chart.yaml)
 
-.PHONY: demo test unit e2e deps cluster-bin generate fmt lint chart-lint image
+.PHONY: demo bench test unit e2e deps cluster-bin generate fmt lint chart-lint image
 
-## demo: build what is missing, start the local control plane and show Shoal at work.
+## demo: build what is missing, start the local control plane and show Shoal at work (DEMO_ARGS: --exit, --fast, --out PATH).
 demo: deps cluster-bin
-	cargo build --release --workspace --bins
-	bash tests/demo.sh
+	cargo build --workspace --bins
+	cargo run -q -p shoal-e2e --bin demo -- $(DEMO_ARGS)
+
+## bench: the metrics loop's reaction time to load steps and its Prometheus queries per tick (BENCH_ARGS: --cycles N).
+bench: deps cluster-bin
+	cargo build --workspace --bins
+	cargo run -q -p shoal-e2e --bin bench-reaction -- $(BENCH_ARGS)
 
 ## test: unit tests, golden and drift tests, then the end-to-end suite on the local control plane.
 test: deps cluster-bin

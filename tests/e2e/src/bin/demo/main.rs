@@ -23,6 +23,8 @@ const NS: &str = "demo";
 const NAME: &str = "shop";
 const TARGET: f64 = 50.0;
 const MAX_REPLICAS: i64 = 10;
+/// The load after the spike and during the rollouts: 1 replica, well inside its target.
+const QUIET: f64 = 30.0;
 const TICK: Duration = Duration::from_secs(2);
 /// Fast metrics-loop settings: 2 s ticks and 10 s rate windows (Prometheus scrapes every 2 s),
 /// with a 20 s scale-down window instead of the default 300 s.
@@ -474,13 +476,15 @@ fn run(args: &Args) -> (bool, Running) {
         |s| s.desired >= 9 && s.ready >= 9,
         "the 450 req/s spike did not scale to 9 ready replicas",
     );
-    demo.banner("quiet: 40 req/s; Shoal scales down after its 20 s scale-down window");
+    demo.banner(&format!(
+        "quiet: {QUIET} req/s; Shoal scales down after its 20 s scale-down window"
+    ));
     let dropped = Instant::now();
     if demo.phase(
         "quiet",
         secs(10.0),
         Duration::from_secs(120),
-        |_| 40.0,
+        |_| QUIET,
         |s| s.desired == 1 && s.ready == 1,
         "the quiet period did not scale back down to 1 replica",
     ) {
@@ -490,7 +494,7 @@ fn run(args: &Args) -> (bool, Running) {
         );
     }
 
-    // 2. Rollouts, with the load held at 40 req/s.
+    // 2. Rollouts, with the load held at the quiet level.
     demo.banner("rollout: a new image");
     demo.set_image(&format!("registry.example/{NAME}:1.1"));
     let v11 = format!("registry.example/{NAME}:1.1");
@@ -498,7 +502,7 @@ fn run(args: &Args) -> (bool, Running) {
         "rollout",
         Duration::ZERO,
         Duration::from_secs(90),
-        |_| 40.0,
+        |_| QUIET,
         |s| {
             s.image == v11
                 && s.condition_is("Progressing", "True", "NewRevisionAvailable")
@@ -513,7 +517,7 @@ fn run(args: &Args) -> (bool, Running) {
         "broken",
         Duration::ZERO,
         Duration::from_secs(120),
-        |_| 40.0,
+        |_| QUIET,
         |s| {
             s.condition_is("Degraded", "True", "ProgressDeadlineExceeded")
                 && s.condition_is("RolledBack", "True", "ProgressDeadlineExceeded")
@@ -535,7 +539,7 @@ fn run(args: &Args) -> (bool, Running) {
         "fix",
         Duration::ZERO,
         Duration::from_secs(90),
-        |_| 40.0,
+        |_| QUIET,
         |s| {
             s.image == v12
                 && s.condition_is("Progressing", "True", "NewRevisionAvailable")
@@ -550,12 +554,12 @@ fn run(args: &Args) -> (bool, Running) {
         "undo",
         Duration::ZERO,
         Duration::from_secs(60),
-        |_| 40.0,
+        |_| QUIET,
         |s| s.condition_is("RolledBack", "True", "ManualRollback") && s.image == v11,
         "Shoal did not report RolledBack=True ManualRollback with :1.1 live",
     );
     if undone {
-        demo.phase("undo", secs(8.0), secs(8.0), |_| 40.0, |_| true, "");
+        demo.phase("undo", secs(8.0), secs(8.0), |_| QUIET, |_| true, "");
         if demo.last.image == v11 {
             println!("  the undone revision (:1.1) is kept: Shoal does not put :1.2 back");
         } else {
@@ -609,7 +613,7 @@ fn run(args: &Args) -> (bool, Running) {
         );
         println!("kubectl get ms,deploy,pods -n {NS}; kubectl describe ms {NAME} -n {NS}");
         println!(
-            "(the load stays at 40 req/s; the operator log is {})",
+            "(the load stays at {QUIET} req/s; the operator log is {})",
             operator.log.display()
         );
     }

@@ -87,13 +87,13 @@ pub fn draw_svg(
     root.fill(&WHITE)?;
     let root = root.titled(
         "Shoal: request-rate autoscaling, then rollouts and rollbacks",
-        ("sans-serif", 24),
+        ("sans-serif", 28),
     )?;
     let (top, bottom) = root.split_vertically(470);
 
     let mut chart = ChartBuilder::on(&top)
         .margin(12)
-        .caption("Load and capacity (req/s)", ("sans-serif", 17))
+        .caption("Load and capacity (req/s)", ("sans-serif", 21))
         .x_label_area_size(32)
         .y_label_area_size(56)
         .build_cartesian_2d(0f64..t_max, 0f64..rps_max)?;
@@ -101,17 +101,22 @@ pub fn draw_svg(
         .configure_mesh()
         .x_desc("seconds")
         .y_desc("req/s")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .label_style(("sans-serif", 15))
         .light_line_style(WHITE.mix(0.0))
         .draw()?;
-    for (t, name) in &phases {
+    for (i, (t, name)) in phases.iter().enumerate() {
         chart.draw_series(std::iter::once(PathElement::new(
             vec![(*t, 0.0), (*t, rps_max)],
             BLACK.mix(0.25),
         )))?;
+        // Staggered, so that short phases' names do not overlap.
+        let y = rps_max * if i % 2 == 0 { 0.97 } else { 0.92 };
         chart.draw_series(std::iter::once(Text::new(
             name.to_string(),
-            (*t + t_max / 200.0, rps_max * 0.97),
-            ("sans-serif", 13).into_font().color(&BLACK.mix(0.7)),
+            (*t + t_max / 300.0, y),
+            ("sans-serif", 16).into_font().color(&BLACK.mix(0.75)),
         )))?;
     }
     let capacity = RGBColor(46, 139, 87);
@@ -145,10 +150,11 @@ pub fn draw_svg(
         });
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
+        // Top left, under the phase names: the load only ramps up there later.
+        .position(SeriesLabelPosition::Coordinate(12, 58))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK.mix(0.4))
-        .label_font(("sans-serif", 13))
+        .label_font(("sans-serif", 16))
         .draw()?;
 
     let top_replicas = points
@@ -160,7 +166,7 @@ pub fn draw_svg(
         + 1;
     let mut chart = ChartBuilder::on(&bottom)
         .margin(12)
-        .caption("Replicas", ("sans-serif", 17))
+        .caption("Replicas", ("sans-serif", 21))
         .x_label_area_size(32)
         .y_label_area_size(56)
         .build_cartesian_2d(0f64..t_max, 0f64..top_replicas as f64)?;
@@ -168,6 +174,9 @@ pub fn draw_svg(
         .configure_mesh()
         .x_desc("seconds")
         .y_desc("replicas")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .label_style(("sans-serif", 15))
         .light_line_style(WHITE.mix(0.0))
         .draw()?;
     for (t, _) in &phases {
@@ -196,10 +205,10 @@ pub fn draw_svg(
         });
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
+        .position(SeriesLabelPosition::UpperLeft)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK.mix(0.4))
-        .label_font(("sans-serif", 13))
+        .label_font(("sans-serif", 16))
         .draw()?;
     root.present()?;
     Ok(())
