@@ -100,6 +100,8 @@ pub struct Context {
     reporter: Reporter,
     resync: Duration,
     failures: Mutex<HashMap<ObjectRef<Microservice>, u32>>,
+    /// The Microservice as our last status write returned it, until the cache catches up.
+    latest: Mutex<HashMap<ObjectRef<Microservice>, Arc<Microservice>>>,
     /// Writes issued by the controller (applies, deletes, status), for tests and logs.
     pub writes: AtomicU64,
     metrics: Arc<crate::metrics::Metrics>,
@@ -188,6 +190,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<crate::metrics::Me
         },
         resync: config.resync,
         failures: Mutex::new(HashMap::new()),
+        latest: Mutex::new(HashMap::new()),
         writes: AtomicU64::new(0),
         metrics,
     });
@@ -237,9 +240,37 @@ where
 const RECONCILE_TIMEOUT: Duration = Duration::from_secs(60);
 
 async fn reconcile_in_time(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Action> {
+    let ms = freshest(&ctx, ms);
     tokio::time::timeout(RECONCILE_TIMEOUT, reconcile(ms, ctx))
         .await
         .unwrap_or(Err(Error::Timeout(RECONCILE_TIMEOUT)))
+}
+
+/// The newer of the cached Microservice and the one our last status write returned. The
+/// watch cache may not have seen our own status write yet when the next reconcile runs; a
+/// rollout decided on that stale status (say, without the hold set by an automatic rollback)
+/// would undo what the previous pass did.
+fn freshest(ctx: &Context, ms: Arc<Microservice>) -> Arc<Microservice> {
+    // resourceVersions are opaque in general; with one apiserver and etcd they are etcd
+    // revisions, and a newer write always has a larger one.
+    let version = |m: &Microservice| -> u64 {
+        m.metadata
+            .resource_version
+            .as_deref()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let key = ObjectRef::from_obj(&*ms);
+    let mut latest = ctx.latest.lock().unwrap_or_else(|e| e.into_inner());
+    match latest.get(&key) {
+        Some(mine) if version(mine) > version(&ms) && mine.metadata.uid == ms.metadata.uid => {
+            mine.clone()
+        }
+        _ => {
+            latest.remove(&key);
+            ms
+        }
+    }
 }
 
 #[instrument(skip(ms, ctx), fields(namespace = ms.namespace().unwrap_or_default(), name = %ms.name_any(), generation = ms.metadata.generation))]
@@ -613,13 +644,18 @@ async fn write_status(
         "kind": "Microservice",
         "status": status::controller_view(status),
     });
-    api.patch_status(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await
-    .map_err(|e| Error::kube(format!("writing status of Microservice {name}"), e))?;
+    let written = api
+        .patch_status(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .map_err(|e| Error::kube(format!("writing status of Microservice {name}"), e))?;
+    ctx.latest
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(ObjectRef::from_obj(&written), Arc::new(written));
     Ok(())
 }
 
