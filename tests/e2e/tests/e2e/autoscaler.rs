@@ -87,15 +87,20 @@ async fn load_step_scales_up_at_once_down_after_the_window_and_clamps_at_max() {
         "RPS column: {table}"
     );
 
-    // 1. Step to 4x the target: 400 req/s at 50 per replica wants 8, reached in one go.
-    sim.set_load("api", 400.0);
+    // 1. Step to ~4x the target: 375 req/s at 50 per replica. Like the HPA, Shoal leaves a
+    // count alone within 10% of the target, so 7 (1.07x) and 8 (0.94x) are both right.
+    sim.set_load("api", 375.0);
     let step = Instant::now();
     let mut seen_max = 0;
-    wait_for("8 replicas after the step", Duration::from_secs(60), || {
-        let r = replicas(bed, &ns, "api");
-        seen_max = seen_max.max(r);
-        async move { (r == 8).then_some(()) }
-    })
+    wait_for(
+        "at least 7 replicas after the step",
+        Duration::from_secs(60),
+        || {
+            let r = replicas(bed, &ns, "api");
+            seen_max = seen_max.max(r);
+            async move { (r >= 7).then_some(()) }
+        },
+    )
     .await;
     let reaction = step.elapsed();
     eprintln!("load step to scale write: {:.1}s", reaction.as_secs_f64());
@@ -103,12 +108,25 @@ async fn load_step_scales_up_at_once_down_after_the_window_and_clamps_at_max() {
     // scrape timing jitters and it may propose one replica too many, which the stable
     // window takes back; more than that is a bug.
     assert!(seen_max <= 9, "overshoot to {seen_max}");
-    wait_for("a SuccessfulRescale event to 8", TIMEOUT, || async {
-        rescale_events(bed, &ns, "api")
-            .iter()
-            .any(|e| e.starts_with("New size: 8"))
-            .then_some(())
+    let settled = wait_for("7 or 8 replicas", Duration::from_secs(60), || async {
+        let r = replicas(bed, &ns, "api");
+        (r == 7 || r == 8).then_some(r)
     })
+    .await;
+    wait_for(
+        "a SuccessfulRescale event naming the new size",
+        TIMEOUT,
+        || async {
+            rescale_events(bed, &ns, "api")
+                .iter()
+                .any(|e| {
+                    ["New size: 7", "New size: 8", "New size: 9"]
+                        .iter()
+                        .any(|p| e.starts_with(p))
+                })
+                .then_some(())
+        },
+    )
     .await;
     let ms = get(bed, &ns, "ms", "api").expect("ms");
     let status = &ms["status"]["autoscaler"];
@@ -120,8 +138,10 @@ async fn load_step_scales_up_at_once_down_after_the_window_and_clamps_at_max() {
     );
     assert_eq!(status["requestRate"]["target"], 50.0);
 
-    // Settled at 8 (an overshoot of one has been taken back).
-    wait_replicas(bed, &ns, "api", 8, Duration::from_secs(60)).await;
+    assert!(
+        matches!(replicas(bed, &ns, "api"), 7 | 8),
+        "settled at {settled}, then moved"
+    );
 
     // 2. Load drops: replicas hold through the 10 s stabilization window, then fall.
     wait_for("the burst to pass", TIMEOUT, || async {
@@ -129,7 +149,7 @@ async fn load_step_scales_up_at_once_down_after_the_window_and_clamps_at_max() {
         let rps = ms
             .pointer("/status/autoscaler/requestRate/current")?
             .as_f64()?;
-        (rps > 380.0).then_some(())
+        (rps > 355.0).then_some(())
     })
     .await;
     sim.set_load("api", 100.0);
