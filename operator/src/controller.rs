@@ -9,7 +9,6 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Debug;
 use std::hash::Hash;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -102,8 +101,6 @@ pub struct Context {
     failures: Mutex<HashMap<ObjectRef<Microservice>, u32>>,
     /// The Microservice as our last status write returned it, until the cache catches up.
     latest: Mutex<HashMap<ObjectRef<Microservice>, Arc<Microservice>>>,
-    /// Writes issued by the controller (applies, deletes, status), for tests and logs.
-    pub writes: AtomicU64,
     metrics: Arc<crate::metrics::Metrics>,
 }
 
@@ -191,7 +188,6 @@ pub async fn run(client: Client, config: Config, metrics: Arc<crate::metrics::Me
         resync: config.resync,
         failures: Mutex::new(HashMap::new()),
         latest: Mutex::new(HashMap::new()),
-        writes: AtomicU64::new(0),
         metrics,
     });
     let replica_set_task = tokio::spawn(replica_set_watch.for_each(|_| futures::future::ready(())));
@@ -382,7 +378,7 @@ async fn apply_children(
     let cm_name = ms.config_map_name();
     if lookup(&stores.config_maps, ns, &cm_name).is_none() {
         // Immutable and content-addressed: it exists with the right content, or not at all.
-        apply(ctx, &cm_api, &children.config_map).await?;
+        apply(&cm_api, &children.config_map).await?;
         publish(
             recorder,
             reference,
@@ -400,7 +396,7 @@ async fn apply_children(
     if let Some(live) = &live_deployment
         && let Some(replicas) = build::replicas_handoff(ms, live)
     {
-        scale(ctx, &deploy_api, &ms.name, replicas).await?;
+        scale(&deploy_api, &ms.name, replicas).await?;
         publish(
             recorder,
             reference,
@@ -430,7 +426,7 @@ async fn apply_children(
     if let Some(wanted) = wanted {
         let restoring = matches!(transition.template, rollout::Template::Restore(_));
         if restoring || needs_apply(&wanted, live_deployment.as_deref()) {
-            let applied = apply(ctx, &deploy_api, &wanted).await?;
+            let applied = apply(&deploy_api, &wanted).await?;
             let verb = if live_deployment.is_some() {
                 "Updated"
             } else {
@@ -449,7 +445,7 @@ async fn apply_children(
             if live_deployment.is_none()
                 && let Some(replicas) = build::initial_replicas(ms, &applied)
             {
-                scale(ctx, &deploy_api, &ms.name, replicas).await?;
+                scale(&deploy_api, &ms.name, replicas).await?;
                 if let Some(spec) = applied.spec.as_mut() {
                     spec.replicas = Some(replicas);
                 }
@@ -468,7 +464,7 @@ async fn apply_children(
     let svc_api: Api<Service> = Api::namespaced(client.clone(), ns);
     let live_service = lookup(&stores.services, ns, &ms.name);
     if needs_apply(&children.service, live_service.as_deref()) {
-        apply(ctx, &svc_api, &children.service).await?;
+        apply(&svc_api, &children.service).await?;
         let verb = if live_service.is_some() {
             "Updated"
         } else {
@@ -488,7 +484,6 @@ async fn apply_children(
     let ing_api: Api<Ingress> = Api::namespaced(client.clone(), ns);
     let live_ingress = lookup(&stores.ingresses, ns, &ms.name);
     sync_optional(
-        ctx,
         &ing_api,
         ms,
         children.ingress.as_ref(),
@@ -502,7 +497,6 @@ async fn apply_children(
     let hpa_api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), ns);
     let live_hpa = lookup(&stores.hpas, ns, &ms.name);
     sync_optional(
-        ctx,
         &hpa_api,
         ms,
         children.hpa.as_ref(),
@@ -517,9 +511,7 @@ async fn apply_children(
 }
 
 /// Applies an optional child when wanted and different, deletes it (if Shoal owns it) when not wanted.
-#[allow(clippy::too_many_arguments)]
 async fn sync_optional<K>(
-    ctx: &Context,
     api: &Api<K>,
     ms: &ValidatedMicroservice,
     desired: Option<&K>,
@@ -535,7 +527,7 @@ where
     match (desired, live) {
         (Some(desired), live) => {
             if needs_apply(desired, live) {
-                apply(ctx, api, desired).await?;
+                apply(api, desired).await?;
                 let verb = if live.is_some() { "Updated" } else { "Created" };
                 publish(
                     recorder,
@@ -549,7 +541,6 @@ where
             }
         }
         (None, Some(live)) if owned_by(live, ms) => {
-            ctx.writes.fetch_add(1, Ordering::Relaxed);
             match api.delete(&ms.name, &DeleteParams::background()).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(status)) if status.code == 404 => {}
@@ -583,7 +574,7 @@ fn needs_apply<K: Serialize>(desired: &K, live: Option<&K>) -> bool {
     diff::needs_apply(&desired, live.as_ref())
 }
 
-async fn apply<K>(ctx: &Context, api: &Api<K>, object: &K) -> Result<K>
+async fn apply<K>(api: &Api<K>, object: &K) -> Result<K>
 where
     K: Resource + Serialize + DeserializeOwned + Clone + Debug,
 {
@@ -592,7 +583,6 @@ where
         .name
         .clone()
         .ok_or(Error::MissingMetadata("name"))?;
-    ctx.writes.fetch_add(1, Ordering::Relaxed);
     api.patch(
         &name,
         &PatchParams::apply(FIELD_MANAGER).force(),
@@ -614,8 +604,7 @@ where
 }
 
 /// Sets the replica count through the scale subresource under the autoscaler's field manager.
-async fn scale(ctx: &Context, api: &Api<Deployment>, name: &str, replicas: i32) -> Result<()> {
-    ctx.writes.fetch_add(1, Ordering::Relaxed);
+async fn scale(api: &Api<Deployment>, name: &str, replicas: i32) -> Result<()> {
     let body = serde_json::json!({
         "apiVersion": "autoscaling/v1",
         "kind": "Scale",
@@ -638,7 +627,6 @@ async fn write_status(
     name: &str,
     status: &crate::crd::MicroserviceStatus,
 ) -> Result<()> {
-    ctx.writes.fetch_add(1, Ordering::Relaxed);
     let body = serde_json::json!({
         "apiVersion": "shoal.dev/v1alpha1",
         "kind": "Microservice",
@@ -685,7 +673,6 @@ async fn prune_config_maps(ctx: &Context, ms: &ValidatedMicroservice) -> Result<
         .collect();
     let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ms.namespace);
     for name in stale {
-        ctx.writes.fetch_add(1, Ordering::Relaxed);
         match api.delete(&name, &DeleteParams::background()).await {
             Ok(_) => info!(configmap = %name, "pruned a config no retained revision uses"),
             Err(kube::Error::Api(status)) if status.code == 404 => {}
