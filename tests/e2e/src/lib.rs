@@ -232,6 +232,28 @@ impl TestBed {
         prometheus_url: &str,
         extra: &[&str],
     ) -> Operator {
+        self.spawn_operator(namespace, &self.kubeconfig, prometheus_url, extra)
+    }
+
+    /// Starts `shoal run --namespace <namespace> <extra>` as the user of `kubeconfig` (for
+    /// example a ServiceAccount's token), with the test bed's Prometheus; stopped (SIGTERM)
+    /// when the guard drops.
+    pub fn operator_with_kubeconfig(
+        &self,
+        namespace: &str,
+        kubeconfig: &Path,
+        extra: &[&str],
+    ) -> Operator {
+        self.spawn_operator(namespace, kubeconfig, &self.prometheus_url, extra)
+    }
+
+    fn spawn_operator(
+        &self,
+        namespace: &str,
+        kubeconfig: &Path,
+        prometheus_url: &str,
+        extra: &[&str],
+    ) -> Operator {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let log = self
             .dir
@@ -252,44 +274,10 @@ impl TestBed {
                 &["--tick-seconds", "2"][..]
             })
             .args(extra)
-            .env("KUBECONFIG", &self.kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .env("SHOAL_LOG", "info,shoal=debug")
             .env("SHOAL_PROMETHEUS_URL", prometheus_url)
             // Many operators run at once: each serves /metrics on a free port (see its log).
-            .env("SHOAL_METRICS_ADDRESS", "127.0.0.1:0")
-            .stdin(Stdio::piped())
-            .stdout(file.try_clone().expect("log fd"))
-            .stderr(file)
-            .spawn()
-            .expect("starting shoal run");
-        Operator { child, log }
-    }
-
-    /// Starts `shoal run --namespace <namespace> <extra>` as the user of `kubeconfig` (for
-    /// example a ServiceAccount's token), with the test bed's Prometheus; stopped (SIGTERM)
-    /// when the guard drops.
-    pub fn operator_with_kubeconfig(
-        &self,
-        namespace: &str,
-        kubeconfig: &Path,
-        extra: &[&str],
-    ) -> Operator {
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let log = self
-            .dir
-            .join("logs")
-            .join(format!("shoal-{namespace}-{n}.log"));
-        let file = std::fs::File::create(&log).expect("operator log file");
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg(r#""$@" & pid=$!; cat >/dev/null; kill -TERM $pid 2>/dev/null; wait $pid"#)
-            .arg("sh")
-            .arg(sibling_bin("shoal"))
-            .args(["run", "--namespace", namespace, "--resync-seconds", "3"])
-            .args(extra)
-            .env("KUBECONFIG", kubeconfig)
-            .env("SHOAL_LOG", "info,shoal=debug")
-            .env("SHOAL_PROMETHEUS_URL", &self.prometheus_url)
             .env("SHOAL_METRICS_ADDRESS", "127.0.0.1:0")
             .stdin(Stdio::piped())
             .stdout(file.try_clone().expect("log fd"))
