@@ -184,8 +184,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         "--prometheus-timeout-seconds must be positive"
     );
     // The endpoint comes first: probes answer while the process waits for the lease.
-    let stats = Arc::new(crate::autoscaler::run::Stats::default());
-    let metrics = Arc::new(Metrics::new(stats.clone()));
+    let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
     let listener = server::bind(metrics_address).await?;
     tracing::info!(
@@ -203,7 +202,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         concurrency,
         namespace: namespace.clone(),
     };
-    let autoscaler_config = crate::autoscaler::run::Config {
+    let autoscaler_config = crate::autoscaler::Config {
         tick: Duration::from_secs_f64(tick_seconds),
         metrics: crate::autoscaler::source::MetricsConfig {
             url: prometheus_url,
@@ -248,10 +247,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let autoscaler = async {
         if components != Components::Controller {
-            crate::autoscaler::run::run(
+            crate::autoscaler::run(
                 client.clone(),
                 autoscaler_config,
-                stats.clone(),
                 metrics.clone(),
                 shutdown_signal(),
             )

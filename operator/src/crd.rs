@@ -378,9 +378,15 @@ pub struct ScalingRules {
     /// Which policy wins when several apply: Max (default), Min, or Disabled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub select_policy: Option<SelectPolicy>,
-    /// Limits on the change per period.
+    /// Limits on the change per period. When set, at least one policy (an empty list is
+    /// refused: leave the field out for the defaults).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("size(self) > 0").message("policies must specify at least one policy; leave the field out for the defaults"))]
     pub policies: Option<Vec<ScalingPolicy>>,
+    /// How far the usage ratio may stray from 1 in this direction before the count changes,
+    /// as a quantity (`0.05`, `50m`); default 0.1 (10%), as the HPA's `tolerance`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance: Option<k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
 }
 
 /// Which of several policies is used.
@@ -566,9 +572,18 @@ pub struct MetricStatus {
     /// Replicas this metric alone asks for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proposed_replicas: Option<i32>,
-    /// The PromQL that produced the value.
+    /// The PromQL, exactly as sent, that produced the value (for a batched query, the
+    /// query of all Microservices at once).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,
+    /// Which window drove the proposal: `stable` (the rate window) or `burst` (the short
+    /// window, which only ever raises the count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
+    /// Why the reading may under-read (a scrape gap inside the window, pods without a
+    /// whole window of data yet): it may raise the count but not lower it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incomplete: Option<String>,
     /// Why there was no value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

@@ -1,24 +1,19 @@
 //! The operator's own Prometheus metrics, served on `/metrics` by [`crate::server`].
 //!
-//! [`Metrics`] owns one registry. The controller and the autoscaler call its methods
-//! (`count_and_measure`, `reconcile_failure`, `scale_decision`, `observe_query`,
-//! `observe_tick_lag`); the autoscaler's atomic [`Stats`] counters are read at scrape time
-//! by a collector, so the metrics loop needs no change to be observed.
+//! [`Metrics`] owns one registry and every counter of the process; the controller and the
+//! autoscaler call its methods (`count_and_measure`, `reconcile_failure`, `scale_decision`,
+//! `observe_query`, `tick`, `scale_write`, `observe_tick_lag`).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
-use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
-
-use crate::autoscaler::run::Stats;
 
 /// Prefix of every metric name.
 pub const PREFIX: &str = "shoal";
@@ -40,6 +35,18 @@ pub struct DirectionLabels {
     pub direction: String,
 }
 
+/// Label set of the query error counter: the Microservice whose own query failed, or
+/// empty namespace and microservice for a batched query.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueryErrorLabels {
+    /// Namespace of the Microservice ("" for a batched query).
+    pub namespace: String,
+    /// Name of the Microservice ("" for a batched query).
+    pub microservice: String,
+    /// Short reason: timeout, unreachable, query, no_data, invalid, several_series, no_client.
+    pub reason: String,
+}
+
 /// Label set of the build info metric.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
@@ -57,11 +64,21 @@ pub struct Metrics {
     query_duration: Histogram,
     tick_lag: Gauge<f64, AtomicU64>,
     leader: Gauge,
+    ticks: Counter,
+    queries: Counter,
+    query_errors: Family<QueryErrorLabels, Counter>,
+    scale_writes: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Metrics {
-    /// Registers every metric; `stats` are the metrics loop's counters, read at scrape time.
-    pub fn new(stats: Arc<Stats>) -> Metrics {
+    /// Registers every metric.
+    pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix(PREFIX);
         let reconciles = Counter::default();
         registry.register(
@@ -116,8 +133,35 @@ impl Metrics {
                 version: env!("CARGO_PKG_VERSION").to_string(),
             }),
         );
-        registry.register_collector(Box::new(StatsCollector(stats)));
+        let ticks = Counter::default();
+        registry.register(
+            "autoscaler_ticks",
+            "Ticks of the metrics loop",
+            ticks.clone(),
+        );
+        let queries = Counter::default();
+        registry.register(
+            "metric_queries",
+            "Prometheus queries sent by the metrics loop",
+            queries.clone(),
+        );
+        let query_errors = Family::<QueryErrorLabels, Counter>::default();
+        registry.register(
+            "metric_query_errors",
+            "Prometheus queries of the metrics loop that failed, by Microservice (empty for batched queries) and reason",
+            query_errors.clone(),
+        );
+        let scale_writes = Counter::default();
+        registry.register(
+            "autoscaler_scale_writes",
+            "Writes of the metrics loop to the scale subresource of Deployments",
+            scale_writes.clone(),
+        );
         Metrics {
+            ticks,
+            queries,
+            query_errors,
+            scale_writes,
             registry,
             reconciles,
             reconcile_errors,
@@ -166,9 +210,30 @@ impl Metrics {
             .inc();
     }
 
-    /// Records how long one Prometheus query took.
-    pub fn observe_query(&self, duration: Duration) {
+    /// Counts one Prometheus query, how long it took, and its failure: (namespace,
+    /// Microservice, reason), with empty names for a batched query.
+    pub fn observe_query(&self, duration: Duration, failure: Option<(&str, &str, &str)>) {
+        self.queries.inc();
         self.query_duration.observe(duration.as_secs_f64());
+        if let Some((namespace, microservice, reason)) = failure {
+            self.query_errors
+                .get_or_create(&QueryErrorLabels {
+                    namespace: namespace.to_string(),
+                    microservice: microservice.to_string(),
+                    reason: reason.to_string(),
+                })
+                .inc();
+        }
+    }
+
+    /// Counts a tick of the metrics loop.
+    pub fn tick(&self) {
+        self.ticks.inc();
+    }
+
+    /// Counts a write to a scale subresource.
+    pub fn scale_write(&self) {
+        self.scale_writes.inc();
     }
 
     /// Records how late the current tick of the metrics loop started.
@@ -204,44 +269,6 @@ impl Drop for ReconcileMeasurer<'_> {
     }
 }
 
-/// Exports the metrics loop's atomic counters as Prometheus counters.
-#[derive(Debug)]
-struct StatsCollector(Arc<Stats>);
-
-impl Collector for StatsCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let stats = &self.0;
-        let counters: [(&str, &str, &AtomicU64); 4] = [
-            (
-                "autoscaler_ticks",
-                "Ticks of the metrics loop",
-                &stats.ticks,
-            ),
-            (
-                "metric_queries",
-                "Prometheus queries sent by the metrics loop",
-                &stats.queries,
-            ),
-            (
-                "metric_query_errors",
-                "Prometheus queries of the metrics loop that failed",
-                &stats.query_errors,
-            ),
-            (
-                "autoscaler_scale_writes",
-                "Writes of the metrics loop to the scale subresource of Deployments",
-                &stats.scale_writes,
-            ),
-        ];
-        for (name, help, value) in counters {
-            let counter = ConstCounter::new(value.load(Ordering::Relaxed));
-            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
-            counter.encode(metric)?;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,17 +280,18 @@ mod tests {
 
     #[test]
     fn renders_every_family_with_its_prefix() {
-        let stats = Arc::new(Stats::default());
-        let metrics = Metrics::new(stats.clone());
-        stats.ticks.fetch_add(3, Ordering::Relaxed);
-        stats.query_errors.fetch_add(1, Ordering::Relaxed);
+        let metrics = Metrics::new();
+        for _ in 0..3 {
+            metrics.tick();
+        }
         {
             let _measure = metrics.count_and_measure();
         }
         metrics.reconcile_failure_reason("kube");
         metrics.scale_decision(2, 5);
         metrics.scale_decision(5, 5);
-        metrics.observe_query(Duration::from_millis(20));
+        metrics.observe_query(Duration::from_millis(20), None);
+        metrics.observe_query(Duration::from_millis(20), Some(("shop", "api", "timeout")));
         metrics.observe_tick_lag(Duration::from_millis(250));
         metrics.set_leader(true);
         let text = metrics.render();
@@ -283,7 +311,7 @@ mod tests {
         assert!(!text.contains("direction=\"down\""), "{text}");
         assert_eq!(
             sample(&text, "shoal_metric_query_duration_seconds_count"),
-            Some(1.0)
+            Some(2.0)
         );
         assert_eq!(
             sample(&text, "shoal_autoscaler_tick_lag_seconds"),
@@ -291,8 +319,15 @@ mod tests {
         );
         assert_eq!(sample(&text, "shoal_leader"), Some(1.0));
         assert_eq!(sample(&text, "shoal_autoscaler_ticks_total"), Some(3.0));
-        assert_eq!(sample(&text, "shoal_metric_queries_total"), Some(0.0));
-        assert_eq!(sample(&text, "shoal_metric_query_errors_total"), Some(1.0));
+        assert_eq!(sample(&text, "shoal_metric_queries_total"), Some(2.0));
+        assert_eq!(
+            sample(
+                &text,
+                "shoal_metric_query_errors_total{namespace=\"shop\",microservice=\"api\",reason=\"timeout\"}"
+            ),
+            Some(1.0),
+            "{text}"
+        );
         assert_eq!(
             sample(&text, "shoal_autoscaler_scale_writes_total"),
             Some(0.0)

@@ -147,7 +147,7 @@ mod tests {
 
     #[tokio::test]
     async fn serves_metrics_and_probes() {
-        let metrics = Arc::new(Metrics::new(Arc::default()));
+        let metrics = Arc::new(Metrics::new());
         let health = Arc::new(Health::default());
         let listener = bind("127.0.0.1:0".parse().expect("address"))
             .await

@@ -1,0 +1,171 @@
+//! The side effects of a decision: the scale write (field manager `shoal-autoscaler`), its
+//! Event, and the status patch. A failed write is reported, not recorded: the next tick
+//! decides again and retries, and the rate budget is not spent.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::{Event, EventType};
+use kube::{Api, Client, Resource};
+use tracing::{info, warn};
+
+use super::decision::{self, Decision, reason};
+use super::inputs::Observed;
+use super::status;
+use crate::AUTOSCALER_FIELD_MANAGER;
+use crate::conditions::ConditionSpec;
+use crate::crd::{AutoscalerStatus, Microservice};
+use crate::metrics::Metrics;
+
+/// One Microservice's decision and the status that goes with it.
+pub struct Plan {
+    /// What was read.
+    pub observed: Observed,
+    /// What was decided.
+    pub decision: Decision,
+    /// `status.autoscaler` as decided.
+    pub status: AutoscalerStatus,
+    /// The autoscaler's conditions as decided.
+    pub conditions: Vec<Condition>,
+}
+
+/// What happened to the replica count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing to change.
+    Unchanged,
+    /// The apiserver accepted the new count.
+    Scaled {
+        /// Count before.
+        from: i32,
+        /// Count after.
+        to: i32,
+    },
+    /// The write was refused or failed.
+    Failed,
+}
+
+/// Writes the scale (when it changes) and the status (when it changed).
+pub async fn act(
+    client: &Client,
+    recorder: &crate::events::EventSink,
+    plan: Plan,
+    metrics: &Metrics,
+    now: &Time,
+) -> Outcome {
+    let Plan {
+        observed,
+        decision,
+        mut status,
+        mut conditions,
+    } = plan;
+    let ms = &observed.target.ms;
+    let valid = &observed.target.valid;
+    let reference = ms.object_ref(&());
+    let current = observed.current;
+    let mut outcome = Outcome::Unchanged;
+    if decision.desired != current {
+        metrics.scale_write();
+        metrics.scale_decision(current, decision.desired);
+        let explanation = status::explain(&status);
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &valid.namespace);
+        let body = serde_json::json!({
+            "apiVersion": "autoscaling/v1",
+            "kind": "Scale",
+            "metadata": {"name": valid.name},
+            "spec": {"replicas": decision.desired},
+        });
+        let wanted = match deployments
+            .patch_scale(
+                &valid.name,
+                &PatchParams::apply(AUTOSCALER_FIELD_MANAGER).force(),
+                &Patch::Apply(&body),
+            )
+            .await
+        {
+            Ok(_) => {
+                info!(namespace = %valid.namespace, name = %valid.name, from = current, to = decision.desired, %explanation, "scaled");
+                publish(
+                    recorder,
+                    &reference,
+                    EventType::Normal,
+                    "SuccessfulRescale",
+                    format!("New size: {}; reason: {explanation}", decision.desired),
+                )
+                .await;
+                outcome = Outcome::Scaled {
+                    from: current,
+                    to: decision.desired,
+                };
+                status.last_scale_time = Some(now.clone());
+                ConditionSpec::new(
+                    decision::ABLE_TO_SCALE,
+                    true,
+                    reason::SUCCEEDED_RESCALE,
+                    "the autoscaler was able to update the target scale",
+                )
+            }
+            Err(err) => {
+                warn!(namespace = %valid.namespace, name = %valid.name, error = %err, "scale write failed; retried next tick");
+                publish(
+                    recorder,
+                    &reference,
+                    EventType::Warning,
+                    "FailedRescale",
+                    format!(
+                        "New size: {}; reason: {explanation}; error: {err}",
+                        decision.desired
+                    ),
+                )
+                .await;
+                status.desired_replicas = Some(current);
+                outcome = Outcome::Failed;
+                ConditionSpec::new(
+                    decision::ABLE_TO_SCALE,
+                    false,
+                    reason::FAILED_UPDATE_SCALE,
+                    format!("the autoscaler was unable to update the target scale: {err}"),
+                )
+            }
+        };
+        conditions = status::conditions(&conditions, &[wanted], valid.generation, now);
+    }
+    if let Some(body) = status::patch(ms.status.as_ref(), &status, &conditions) {
+        let api: Api<Microservice> = Api::namespaced(client.clone(), &valid.namespace);
+        let body = serde_json::json!({
+            "apiVersion": Microservice::api_version(&()),
+            "kind": Microservice::kind(&()),
+            "status": body,
+        });
+        if let Err(err) = api
+            .patch_status(
+                &valid.name,
+                &PatchParams::apply(AUTOSCALER_FIELD_MANAGER).force(),
+                &Patch::Apply(&body),
+            )
+            .await
+        {
+            warn!(name = %valid.name, error = %err, "autoscaler status write failed");
+        }
+    }
+    outcome
+}
+
+async fn publish(
+    recorder: &crate::events::EventSink,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Scale".into(),
+        secondary: None,
+    };
+    if let Err(err) = recorder.publish(&event, reference).await {
+        warn!(error = %err, reason, "could not publish an event");
+    }
+}

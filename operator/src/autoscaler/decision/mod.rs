@@ -1,0 +1,551 @@
+//! The scaling decision, pure, in the HPA's stages (`pkg/controller/podautoscaler`):
+//! [`proposals`] (one per metric, with the tolerance and the missing-pod rule), the largest
+//! wins; [`stabilize`] (the recommendation history of both windows); [`limits`] (rate
+//! policies, then min/max). Scale events enter the rate budget only once the write
+//! succeeded ([`limits::record_scale`], called by the act step).
+//!
+//! Shoal's additions to the HPA: a burst (short window) reading only raises, and enters the
+//! history like any recommendation; a reading that is incomplete (a gap in the window,
+//! pods without a whole window of data) may raise the count, never lower it; no scale-down
+//! while a rollout is in progress; a fallback floor after N ticks without any metric.
+
+pub mod limits;
+pub mod proposals;
+pub mod stabilize;
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+
+pub use limits::{Limit, ScaleEvents};
+pub use proposals::{Metric, MetricKind, PodSample, PodState, Proposal, Reading, Window};
+pub use stabilize::Stabilized;
+
+use crate::autoscaler::source::MetricError;
+use crate::conditions::ConditionSpec;
+use crate::crd::{PolicyType, ScalingBehavior, ScalingRules, SelectPolicy};
+use crate::validate::parse_quantity;
+
+/// Condition type: the autoscaler can read and write the scale.
+pub const ABLE_TO_SCALE: &str = "AbleToScale";
+/// Condition type: the autoscaler has metrics to act on.
+pub const SCALING_ACTIVE: &str = "ScalingActive";
+/// Condition type: the desired count was limited (min/max or a rate policy).
+pub const SCALING_LIMITED: &str = "ScalingLimited";
+
+/// Reasons, as the HPA names them where it has a name for them.
+pub mod reason {
+    /// No change needed, or the recommendation stands as it is.
+    pub const READY_FOR_NEW_SCALE: &str = "ReadyForNewScale";
+    /// Held down by lower recommendations of the scale-up window.
+    pub const SCALE_UP_STABILIZED: &str = "ScaleUpStabilized";
+    /// Held up by higher recommendations of the scale-down window.
+    pub const SCALE_DOWN_STABILIZED: &str = "ScaleDownStabilized";
+    /// The autoscaler changed the replica count.
+    pub const SUCCEEDED_RESCALE: &str = "SucceededRescale";
+    /// Writing the scale subresource failed.
+    pub const FAILED_UPDATE_SCALE: &str = "FailedUpdateScale";
+    /// A metric was read.
+    pub const VALID_METRIC_FOUND: &str = "ValidMetricFound";
+    /// No metric could be read (or one is missing and the others would scale down):
+    /// replicas are held.
+    pub const FAILED_GET_METRICS: &str = "FailedGetMetrics";
+    /// Autoscaling is paused or the workload was scaled to zero by hand.
+    pub const SCALING_DISABLED: &str = "ScalingDisabled";
+    /// The desired count is within bounds and limits.
+    pub const DESIRED_WITHIN_RANGE: &str = "DesiredWithinRange";
+    /// Clamped up to minReplicas.
+    pub const TOO_FEW_REPLICAS: &str = "TooFewReplicas";
+    /// Clamped down to maxReplicas.
+    pub const TOO_MANY_REPLICAS: &str = "TooManyReplicas";
+    /// Limited by a scale-up policy.
+    pub const SCALE_UP_LIMIT: &str = "ScaleUpLimit";
+    /// Limited by a scale-down policy.
+    pub const SCALE_DOWN_LIMIT: &str = "ScaleDownLimit";
+    /// Scale-down held while a rollout is in progress.
+    pub const ROLLOUT_IN_PROGRESS: &str = "RolloutInProgress";
+    /// Scale-down held because a reading is incomplete (a gap in its window, pods without
+    /// a whole window of data).
+    pub const INCOMPLETE_METRICS: &str = "IncompleteMetrics";
+    /// All metrics missing for long enough: the fallback count applies.
+    pub const FALLBACK: &str = "FallbackReplicas";
+}
+
+/// The HPA's default tolerance in both directions.
+pub const DEFAULT_TOLERANCE: f64 = 0.1;
+
+/// No change while the usage ratio is within `[1 - down, 1 + up]`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Tolerances {
+    /// Tolerance of a scale-up.
+    pub up: f64,
+    /// Tolerance of a scale-down.
+    pub down: f64,
+}
+
+impl Default for Tolerances {
+    fn default() -> Self {
+        Tolerances {
+            up: DEFAULT_TOLERANCE,
+            down: DEFAULT_TOLERANCE,
+        }
+    }
+}
+
+impl Tolerances {
+    /// True when `ratio` is close enough to 1 for no change.
+    pub fn within(self, ratio: f64) -> bool {
+        1.0 - self.down <= ratio && ratio <= 1.0 + self.up
+    }
+}
+
+/// One rate policy.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Policy {
+    /// Pods or Percent.
+    pub kind: PolicyType,
+    /// How many pods, or which percentage.
+    pub value: i32,
+    /// The period the change is counted over.
+    pub period_seconds: i64,
+}
+
+/// Scaling rules of one direction with the HPA's defaults filled in.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rules {
+    /// Stabilization window in seconds.
+    pub window_seconds: i64,
+    /// Which policy wins.
+    pub select: SelectPolicy,
+    /// The rate policies.
+    pub policies: Vec<Policy>,
+    /// Tolerance of this direction.
+    pub tolerance: f64,
+}
+
+/// Resolved behavior in both directions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Behavior {
+    /// Scale-up rules.
+    pub up: Rules,
+    /// Scale-down rules.
+    pub down: Rules,
+}
+
+impl Behavior {
+    /// The HPA's defaults (`GenerateHPAScaleUpRules`, `GenerateHPAScaleDownRules`),
+    /// overridden by what the spec sets; `down_window_default` is the operator's default
+    /// scale-down window (300 s like the HPA unless configured).
+    pub fn resolve(spec: Option<&ScalingBehavior>, down_window_default: i64) -> Behavior {
+        let up_default = Rules {
+            window_seconds: 0,
+            select: SelectPolicy::Max,
+            policies: vec![
+                Policy {
+                    kind: PolicyType::Pods,
+                    value: 4,
+                    period_seconds: 15,
+                },
+                Policy {
+                    kind: PolicyType::Percent,
+                    value: 100,
+                    period_seconds: 15,
+                },
+            ],
+            tolerance: DEFAULT_TOLERANCE,
+        };
+        let down_default = Rules {
+            window_seconds: down_window_default,
+            select: SelectPolicy::Max,
+            policies: vec![Policy {
+                kind: PolicyType::Percent,
+                value: 100,
+                period_seconds: 15,
+            }],
+            tolerance: DEFAULT_TOLERANCE,
+        };
+        Behavior {
+            up: Rules::resolve(spec.and_then(|b| b.scale_up.as_ref()), up_default),
+            down: Rules::resolve(spec.and_then(|b| b.scale_down.as_ref()), down_default),
+        }
+    }
+
+    /// The tolerances of both directions.
+    pub fn tolerances(&self) -> Tolerances {
+        Tolerances {
+            up: self.up.tolerance,
+            down: self.down.tolerance,
+        }
+    }
+}
+
+impl Rules {
+    fn resolve(rules: Option<&ScalingRules>, default: Rules) -> Rules {
+        let Some(r) = rules else { return default };
+        Rules {
+            window_seconds: r
+                .stabilization_window_seconds
+                .map(i64::from)
+                .unwrap_or(default.window_seconds),
+            select: r.select_policy.unwrap_or(default.select),
+            policies: r
+                .policies
+                .as_ref()
+                .map(|ps| {
+                    ps.iter()
+                        .map(|p| Policy {
+                            kind: p.type_,
+                            value: p.value,
+                            period_seconds: i64::from(p.period_seconds),
+                        })
+                        .collect()
+                })
+                .unwrap_or(default.policies),
+            tolerance: r
+                .tolerance
+                .as_ref()
+                .and_then(|q| parse_quantity(&q.0))
+                .filter(|t| t.is_finite() && *t >= 0.0)
+                .unwrap_or(default.tolerance),
+        }
+    }
+}
+
+/// Everything the decision needs for one Microservice at one tick.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Inputs {
+    /// `spec.replicas` of the Deployment (the scale's spec).
+    pub current: i32,
+    /// minReplicas.
+    pub min: i32,
+    /// maxReplicas.
+    pub max: i32,
+    /// Resolved behavior.
+    pub behavior: Behavior,
+    /// The metrics read this tick.
+    pub metrics: Vec<Metric>,
+    /// A rollout is in progress: no scale-down.
+    pub rollout_in_progress: bool,
+    /// Autoscaling is paused: hold.
+    pub paused: bool,
+    /// Replica floor once every metric has failed `after` consecutive ticks.
+    pub fallback: Option<(i32, u32)>,
+}
+
+/// What the autoscaler remembers between ticks, per Microservice (bounded by the windows
+/// and the policy periods).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct State {
+    /// (time in ms, raw recommendation), newest last.
+    pub recommendations: VecDeque<(i64, i32)>,
+    /// Scale events that the apiserver accepted.
+    pub scale_events: ScaleEvents,
+    /// Consecutive ticks on which no metric could be read.
+    pub failures: u32,
+    /// The first recommendation (the current count, upstream `recordInitialRecommendation`)
+    /// has been recorded.
+    pub initialized: bool,
+}
+
+/// The outcome of one tick.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    /// Replicas to have; equal to `current` when nothing changes.
+    pub desired: i32,
+    /// The largest per-metric proposal, before stabilization and limits.
+    pub raw_desired: Option<i32>,
+    /// Per-metric proposals, in the order of the inputs.
+    pub proposals: Vec<(MetricKind, Result<Proposal, MetricError>)>,
+    /// Condition AbleToScale.
+    pub able_to_scale: ConditionSpec,
+    /// Condition ScalingActive.
+    pub scaling_active: ConditionSpec,
+    /// Condition ScalingLimited.
+    pub scaling_limited: ConditionSpec,
+}
+
+impl Decision {
+    /// The reason the count was limited, if it was.
+    pub fn limited_by(&self) -> Option<&'static str> {
+        self.scaling_limited
+            .status
+            .then_some(self.scaling_limited.reason)
+    }
+
+    /// The proposal that set the raw count (the largest), if any.
+    pub fn driver(&self) -> Option<(MetricKind, &Proposal)> {
+        self.proposals
+            .iter()
+            .filter_map(|(k, p)| Some((*k, p.as_ref().ok()?)))
+            .max_by_key(|(_, p)| p.replicas)
+    }
+}
+
+fn limited(reason: &'static str, message: &str) -> ConditionSpec {
+    ConditionSpec::new(SCALING_LIMITED, true, reason, message)
+}
+
+fn not_limited() -> ConditionSpec {
+    ConditionSpec::new(
+        SCALING_LIMITED,
+        false,
+        reason::DESIRED_WITHIN_RANGE,
+        "the desired count is within the acceptable range",
+    )
+}
+
+fn ready_for_new_scale() -> ConditionSpec {
+    ConditionSpec::new(
+        ABLE_TO_SCALE,
+        true,
+        reason::READY_FOR_NEW_SCALE,
+        "recommended size matches current size",
+    )
+}
+
+/// Decides the replica count for one tick; returns the decision and the new state. The
+/// state's scale events are not touched: the act step records a scale once it succeeded.
+pub fn decide(inputs: &Inputs, state: &State, now_ms: i64) -> (Decision, State) {
+    use reason::*;
+    let current = inputs.current;
+    let mut state = state.clone();
+    if !state.initialized {
+        state.recommendations.push_back((now_ms, current));
+        state.initialized = true;
+    }
+    let tolerances = inputs.behavior.tolerances();
+    let proposals: Vec<(MetricKind, Result<Proposal, MetricError>)> = inputs
+        .metrics
+        .iter()
+        .map(|m| (m.kind, proposals::propose(m, current, tolerances)))
+        .collect();
+    let hold = |active: ConditionSpec, limited: ConditionSpec, raw, state: State| {
+        (
+            Decision {
+                desired: current,
+                raw_desired: raw,
+                proposals: proposals.clone(),
+                able_to_scale: ready_for_new_scale(),
+                scaling_active: active,
+                scaling_limited: limited,
+            },
+            state,
+        )
+    };
+    if inputs.paused {
+        let active = ConditionSpec::new(
+            SCALING_ACTIVE,
+            false,
+            SCALING_DISABLED,
+            "autoscaling is paused (spec.autoscaling.paused); replicas are held",
+        );
+        return hold(active, not_limited(), None, state);
+    }
+    if current == 0 {
+        let active = ConditionSpec::new(
+            SCALING_ACTIVE,
+            false,
+            SCALING_DISABLED,
+            "scaling is disabled since the replica count of the target is zero",
+        );
+        return hold(active, not_limited(), None, state);
+    }
+
+    let errors: Vec<String> = proposals
+        .iter()
+        .filter_map(|(k, p)| p.as_ref().err().map(|e| format!("{}: {e}", k.name())))
+        .collect();
+    // An incomplete reading may raise the count, never lower it.
+    let raw = proposals
+        .iter()
+        .filter_map(|(_, p)| p.as_ref().ok())
+        .map(|p| {
+            if p.incomplete.is_some() {
+                p.replicas.max(current)
+            } else {
+                p.replicas
+            }
+        })
+        .max();
+    let active_ok = ConditionSpec::new(
+        SCALING_ACTIVE,
+        true,
+        VALID_METRIC_FOUND,
+        "the autoscaler was able to successfully calculate a replica count",
+    );
+
+    // Bounds first, without metrics (upstream: a count outside min/max is corrected
+    // before any metric is computed).
+    if current > inputs.max || current < inputs.min {
+        let (desired, why) = if current > inputs.max {
+            (
+                inputs.max,
+                limited(
+                    TOO_MANY_REPLICAS,
+                    "the current replica count is above maxReplicas",
+                ),
+            )
+        } else {
+            (
+                inputs.min,
+                limited(
+                    TOO_FEW_REPLICAS,
+                    "the current replica count is below minReplicas",
+                ),
+            )
+        };
+        let active = if raw.is_some() {
+            active_ok
+        } else {
+            ConditionSpec::new(
+                SCALING_ACTIVE,
+                false,
+                FAILED_GET_METRICS,
+                format!(
+                    "the autoscaler was unable to compute the replica count: {}",
+                    errors.join("; ")
+                ),
+            )
+        };
+        return (
+            Decision {
+                desired,
+                raw_desired: raw,
+                proposals,
+                able_to_scale: ready_for_new_scale(),
+                scaling_active: active,
+                scaling_limited: why,
+            },
+            state,
+        );
+    }
+
+    let Some(raw) = raw.filter(|r| errors.is_empty() || *r >= current) else {
+        // Every metric failed, or one failed and the others would scale down.
+        let all_failed = proposals.iter().all(|(_, p)| p.is_err());
+        let message = if all_failed {
+            format!(
+                "the autoscaler was unable to compute the replica count; replicas held at {current}: {}",
+                errors.join("; ")
+            )
+        } else {
+            format!(
+                "a metric is missing and the others would scale down; replicas held at {current}: {}",
+                errors.join("; ")
+            )
+        };
+        let active = ConditionSpec::new(SCALING_ACTIVE, false, FAILED_GET_METRICS, message);
+        if !all_failed {
+            return hold(active, not_limited(), None, state);
+        }
+        state.failures += 1;
+        if let Some((fallback, after)) = inputs.fallback
+            && state.failures >= after
+        {
+            let floor = fallback.clamp(inputs.min, inputs.max);
+            if floor > current {
+                return (
+                    Decision {
+                        desired: floor,
+                        raw_desired: None,
+                        proposals,
+                        able_to_scale: ready_for_new_scale(),
+                        scaling_active: active,
+                        scaling_limited: limited(
+                            FALLBACK,
+                            "metrics have been missing for too long: the fallback replica count applies",
+                        ),
+                    },
+                    state,
+                );
+            }
+        }
+        return hold(active, not_limited(), None, state);
+    };
+    state.failures = 0;
+
+    let (stabilized, why) = stabilize::stabilize(
+        &inputs.behavior,
+        current,
+        raw,
+        &mut state.recommendations,
+        now_ms,
+    );
+    let able = match why {
+        Stabilized::No => ready_for_new_scale(),
+        Stabilized::Up => ConditionSpec::new(
+            ABLE_TO_SCALE,
+            true,
+            SCALE_UP_STABILIZED,
+            "recent recommendations were lower than current one, applying the lowest recent recommendation",
+        ),
+        Stabilized::Down => ConditionSpec::new(
+            ABLE_TO_SCALE,
+            true,
+            SCALE_DOWN_STABILIZED,
+            "recent recommendations were higher than current one, applying the highest recent recommendation",
+        ),
+    };
+
+    let mut target = stabilized;
+    let mut held = None;
+    if target < current && inputs.rollout_in_progress {
+        target = current;
+        held = Some(limited(
+            ROLLOUT_IN_PROGRESS,
+            "scale-down is held while a rollout is in progress",
+        ));
+    }
+    let (desired, limit) = limits::limit(
+        current,
+        target,
+        inputs.min,
+        inputs.max,
+        &inputs.behavior,
+        &state.scale_events,
+        now_ms,
+    );
+    let scaling_limited = match limit {
+        Limit::DesiredWithinRange => held.unwrap_or_else(not_limited),
+        Limit::ScaleUpLimit => limited(
+            SCALE_UP_LIMIT,
+            "the desired replica count is increasing faster than the maximum scale rate",
+        ),
+        Limit::ScaleDownLimit => limited(
+            SCALE_DOWN_LIMIT,
+            "the desired replica count is decreasing faster than the maximum scale rate",
+        ),
+        Limit::TooManyReplicas => limited(
+            TOO_MANY_REPLICAS,
+            "the desired replica count is more than the maximum replica count",
+        ),
+        Limit::TooFewReplicas => limited(
+            TOO_FEW_REPLICAS,
+            "the desired replica count is less than the minimum replica count",
+        ),
+    };
+    let scaling_limited = if !scaling_limited.status
+        && desired == current
+        && proposals.iter().any(|(_, p)| {
+            p.as_ref()
+                .is_ok_and(|p| p.incomplete.is_some() && p.replicas < current)
+        }) {
+        limited(
+            INCOMPLETE_METRICS,
+            "scale-down is held until every reading covers its whole window (a scrape gap, or pods without a whole window of data yet)",
+        )
+    } else {
+        scaling_limited
+    };
+    (
+        Decision {
+            desired,
+            raw_desired: Some(raw),
+            proposals,
+            able_to_scale: able,
+            scaling_active: active_ok,
+            scaling_limited,
+        },
+        state,
+    )
+}
