@@ -386,6 +386,7 @@ pub struct ScalingRules {
     /// How far the usage ratio may stray from 1 in this direction before the count changes,
     /// as a quantity (`0.05`, `50m`); default 0.1 (10%), as the HPA's `tolerance`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("!string(self).startsWith('-')").message("tolerance must be a non-negative quantity such as \"0.05\" or 50m"))]
     pub tolerance: Option<k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
 }
 

@@ -65,6 +65,14 @@ fn schema_rules_refuse_bad_specs_naming_the_field() {
             "  image: x\n  replicas: -1\n",
             "spec.replicas must not be negative",
         ),
+        (
+            "  image: x\n  autoscaling: {maxReplicas: 3, cpu: {targetUtilization: 50}, behavior: {scaleUp: {policies: []}}}\n",
+            "policies must specify at least one policy",
+        ),
+        (
+            "  image: x\n  autoscaling: {maxReplicas: 3, cpu: {targetUtilization: 50}, behavior: {scaleDown: {tolerance: '-0.1'}}}\n",
+            "tolerance must be a non-negative quantity",
+        ),
     ];
     for (spec, message) in cases {
         let errors = cel_errors(spec);
@@ -81,6 +89,7 @@ fn valid_variants_pass_the_schema_rules() {
         "  image: x\n",
         "  image: x\n  ingress: {host: '*.example.com'}\n",
         "  image: x\n  autoscaling: {maxReplicas: 3, requestRate: {targetPerReplica: 0.5}}\n",
+        "  image: x\n  autoscaling: {maxReplicas: 3, cpu: {targetUtilization: 50}, behavior: {scaleUp: {tolerance: 50m}, scaleDown: {tolerance: '0.2'}}}\n",
     ] {
         assert_eq!(cel_errors(spec), "", "spec {spec:?} should be valid");
     }
