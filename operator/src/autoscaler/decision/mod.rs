@@ -281,7 +281,7 @@ impl Decision {
     }
 }
 
-fn limited(reason: &'static str, message: &str) -> ConditionSpec {
+fn limited(reason: &'static str, message: impl Into<String>) -> ConditionSpec {
     ConditionSpec::new(SCALING_LIMITED, true, reason, message)
 }
 
@@ -517,11 +517,17 @@ pub fn decide(inputs: &Inputs, state: &State, now_ms: i64) -> (Decision, State) 
         ),
         Limit::TooManyReplicas => limited(
             TOO_MANY_REPLICAS,
-            "the desired replica count is more than the maximum replica count",
+            format!(
+                "the desired replica count is more than the maximum replica count (maxReplicas {})",
+                inputs.max
+            ),
         ),
         Limit::TooFewReplicas => limited(
             TOO_FEW_REPLICAS,
-            "the desired replica count is less than the minimum replica count",
+            format!(
+                "the desired replica count is less than the minimum replica count (minReplicas {})",
+                inputs.min
+            ),
         ),
     };
     let scaling_limited = if !scaling_limited.status
