@@ -337,9 +337,12 @@ impl Operator {
     /// The operator's `/metrics` text now (panics when it has not logged its address yet
     /// or does not answer).
     pub fn metrics_text(&self) -> String {
-        let addr = self
-            .metrics_address()
-            .unwrap_or_else(|| panic!("the operator has not logged its /metrics address yet; see {}", self.log.display()));
+        let addr = self.metrics_address().unwrap_or_else(|| {
+            panic!(
+                "the operator has not logged its /metrics address yet; see {}",
+                self.log.display()
+            )
+        });
         let response = http_request(&addr, "GET", "/metrics", "");
         assert!(
             response.starts_with("HTTP/1.1 200"),
@@ -506,6 +509,8 @@ pub fn http_request(addr: &str, method: &str, path: &str, body: &str) -> String 
 pub struct Prometheus {
     child: Option<Child>,
     paused: bool,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
     dir: PathBuf,
     port: u16,
     /// Directory of its file_sd target files.
@@ -515,6 +520,17 @@ pub struct Prometheus {
 impl Prometheus {
     /// Starts a Prometheus in a fresh directory under the test bed's.
     pub fn start(bed: &TestBed, name: &str) -> Prometheus {
+        Prometheus::start_with_args(bed, name, &[], &[])
+    }
+
+    /// Starts a Prometheus in a fresh directory under the test bed's, with extra flags
+    /// (e.g. `--query.timeout=10s`) and environment (e.g. `GOMAXPROCS`).
+    pub fn start_with_args(
+        bed: &TestBed,
+        name: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Prometheus {
         let dir = bed.dir.join(format!("prometheus-{name}"));
         let sd_dir = dir.join("targets");
         std::fs::create_dir_all(&sd_dir).expect("prometheus dir");
@@ -530,6 +546,11 @@ impl Prometheus {
         let mut p = Prometheus {
             child: None,
             paused: false,
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             dir,
             port,
             sd_dir,
@@ -589,6 +610,8 @@ impl Prometheus {
                 self.dir.join("data").display()
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)

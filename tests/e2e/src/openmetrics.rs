@@ -24,7 +24,11 @@ pub fn parse_line(line: &str) -> Option<(String, Vec<(String, String)>, f64)> {
                     break;
                 }
             }
-            let key = body[start..eq?].trim().trim_start_matches(',').trim().to_string();
+            let key = body[start..eq?]
+                .trim()
+                .trim_start_matches(',')
+                .trim()
+                .to_string();
             if chars.next()?.1 != '"' {
                 return None;
             }
@@ -104,12 +108,22 @@ odd{a="x\"y,z}",b="2",} 2.5
             ),
             Some(4.0)
         );
-        assert_eq!(value(TEXT, "shoal_metric_query_errors_total", &[]), Some(5.0));
         assert_eq!(
-            value(TEXT, "shoal_metric_query_errors_total", &[("reason", "parse")]),
+            value(TEXT, "shoal_metric_query_errors_total", &[]),
+            Some(5.0)
+        );
+        assert_eq!(
+            value(
+                TEXT,
+                "shoal_metric_query_errors_total",
+                &[("reason", "parse")]
+            ),
             None
         );
-        assert_eq!(value(TEXT, "odd", &[("a", "x\"y,z}"), ("b", "2")]), Some(2.5));
+        assert_eq!(
+            value(TEXT, "odd", &[("a", "x\"y,z}"), ("b", "2")]),
+            Some(2.5)
+        );
         assert_eq!(value(TEXT, "shoal_autoscaler_ticks", &[]), None);
     }
 }
