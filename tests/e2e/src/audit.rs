@@ -2,6 +2,8 @@
 
 use std::path::Path;
 
+use k8s_openapi::jiff::Timestamp;
+
 /// Verbs that change state.
 pub const WRITE_VERBS: [&str; 5] = ["create", "update", "patch", "delete", "deletecollection"];
 
@@ -22,6 +24,15 @@ pub struct AuditEvent {
     /// Request URI (names the field manager of an apply).
     #[serde(default, rename = "requestURI")]
     pub request_uri: String,
+    /// When the apiserver received the request.
+    #[serde(default)]
+    pub request_received_timestamp: Option<Timestamp>,
+    /// When the apiserver reached this stage (for ResponseComplete: when it answered).
+    #[serde(default)]
+    pub stage_timestamp: Option<Timestamp>,
+    /// The answer's status (its `code` is the HTTP status).
+    #[serde(default)]
+    pub response_status: Option<ResponseStatus>,
 }
 
 /// What an audited request touched.
@@ -41,12 +52,51 @@ pub struct ObjectRef {
     pub subresource: String,
 }
 
-/// Completed write requests in `namespace` sent by a client whose User-Agent starts with `agent`.
-pub fn writes(path: &Path, namespace: &str, agent: &str) -> Vec<AuditEvent> {
+/// The status part of an audited answer.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ResponseStatus {
+    /// HTTP status code.
+    #[serde(default)]
+    pub code: u16,
+    /// Message of a refusal.
+    #[serde(default)]
+    pub message: String,
+}
+
+impl AuditEvent {
+    /// True when the apiserver carried the request out (2xx).
+    pub fn succeeded(&self) -> bool {
+        self.response_status
+            .as_ref()
+            .is_none_or(|s| (200..300).contains(&s.code))
+    }
+
+    /// The HTTP status code (200 when the event has none: the apiserver omits it on success
+    /// at some levels).
+    pub fn code(&self) -> u16 {
+        self.response_status.as_ref().map_or(200, |s| s.code)
+    }
+
+    /// When the apiserver received the request (falls back to the stage time).
+    pub fn received(&self) -> Timestamp {
+        self.request_received_timestamp
+            .or(self.stage_timestamp)
+            .unwrap_or_default()
+    }
+}
+
+fn completed(path: &Path) -> Vec<AuditEvent> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     text.lines()
         .filter_map(|line| serde_json::from_str::<AuditEvent>(line).ok())
         .filter(|e| e.stage == "ResponseComplete")
+        .collect()
+}
+
+/// Completed write requests in `namespace` sent by a client whose User-Agent starts with `agent`.
+pub fn writes(path: &Path, namespace: &str, agent: &str) -> Vec<AuditEvent> {
+    completed(path)
+        .into_iter()
         .filter(|e| WRITE_VERBS.contains(&e.verb.as_str()))
         .filter(|e| e.user_agent.starts_with(agent))
         .filter(|e| {
@@ -55,4 +105,48 @@ pub fn writes(path: &Path, namespace: &str, agent: &str) -> Vec<AuditEvent> {
                 .is_some_and(|o| o.namespace == namespace)
         })
         .collect()
+}
+
+/// Writes (patch or update) of the operator (User-Agent `shoal...`) to the `scale`
+/// subresource of Deployment `namespace/name`, refused ones included, in the order the
+/// apiserver received them. Dry runs are left out. The audit log is at Metadata level, so
+/// it has no body: the replica count of each write comes from a [`crate::recorder::ReplicaRecorder`]
+/// or from the `SuccessfulRescale` Events.
+pub fn scale_writes(path: &Path, namespace: &str, name: &str) -> Vec<AuditEvent> {
+    let mut writes: Vec<AuditEvent> = completed(path)
+        .into_iter()
+        .filter(|e| e.verb == "patch" || e.verb == "update")
+        .filter(|e| e.user_agent.starts_with("shoal"))
+        .filter(|e| !e.request_uri.contains("dryRun="))
+        .filter(|e| {
+            e.object_ref.as_ref().is_some_and(|o| {
+                o.resource == "deployments"
+                    && o.subresource == "scale"
+                    && o.namespace == namespace
+                    && o.name == name
+            })
+        })
+        .collect();
+    writes.sort_by_key(AuditEvent::received);
+    writes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_timestamps_and_status() {
+        let line = r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"a","stage":"ResponseComplete","requestURI":"/apis/apps/v1/namespaces/n/deployments/api/scale?fieldManager=shoal-autoscaler\u0026force=true","verb":"patch","user":{"username":"kube-admin"},"userAgent":"shoal/0.1.0","objectRef":{"resource":"deployments","namespace":"n","name":"api","apiGroup":"apps","apiVersion":"v1","subresource":"scale"},"responseStatus":{"metadata":{},"status":"Failure","message":"refused","reason":"Invalid","code":422},"requestReceivedTimestamp":"2026-11-30T05:44:42.123456Z","stageTimestamp":"2026-11-30T05:44:42.133456Z"}"#;
+        let e: AuditEvent = serde_json::from_str(line).expect("audit event");
+        assert!(!e.succeeded());
+        assert_eq!(e.code(), 422);
+        assert_eq!(e.received().to_string(), "2026-11-30T05:44:42.123456Z");
+        let ok = line.replace(
+            r#""responseStatus":{"metadata":{},"status":"Failure","message":"refused","reason":"Invalid","code":422},"#,
+            r#""responseStatus":{"metadata":{},"code":200},"#,
+        );
+        let e: AuditEvent = serde_json::from_str(&ok).expect("audit event");
+        assert!(e.succeeded());
+    }
 }

@@ -10,7 +10,10 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod admission;
 pub mod audit;
+pub mod openmetrics;
+pub mod recorder;
 
 /// The running test bed.
 pub struct TestBed {
@@ -330,6 +333,35 @@ impl Operator {
     }
 }
 
+impl Operator {
+    /// The operator's `/metrics` text now (panics when it has not logged its address yet
+    /// or does not answer).
+    pub fn metrics_text(&self) -> String {
+        let addr = self.metrics_address().unwrap_or_else(|| {
+            panic!(
+                "the operator has not logged its /metrics address yet; see {}",
+                self.log.display()
+            )
+        });
+        let response = http_request(&addr, "GET", "/metrics", "");
+        assert!(
+            response.starts_with("HTTP/1.1 200"),
+            "GET /metrics: {response}"
+        );
+        response
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_string())
+            .unwrap_or_default()
+    }
+
+    /// The value of the sample `name` (as exposed, e.g. `shoal_autoscaler_ticks_total`)
+    /// whose labels include every pair of `labels`, summed over all such samples; None when
+    /// there is none.
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        openmetrics::value(&self.metrics_text(), name, labels)
+    }
+}
+
 impl Drop for Operator {
     fn drop(&mut self) {
         self.stop();
@@ -476,6 +508,9 @@ pub fn http_request(addr: &str, method: &str, path: &str, body: &str) -> String 
 /// the queries it serves. Scrapes every file_sd target in `sd_dir` every 2 s.
 pub struct Prometheus {
     child: Option<Child>,
+    paused: bool,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
     dir: PathBuf,
     port: u16,
     /// Directory of its file_sd target files.
@@ -485,6 +520,17 @@ pub struct Prometheus {
 impl Prometheus {
     /// Starts a Prometheus in a fresh directory under the test bed's.
     pub fn start(bed: &TestBed, name: &str) -> Prometheus {
+        Prometheus::start_with_args(bed, name, &[], &[])
+    }
+
+    /// Starts a Prometheus in a fresh directory under the test bed's, with extra flags
+    /// (e.g. `--query.timeout=10s`) and environment (e.g. `GOMAXPROCS`).
+    pub fn start_with_args(
+        bed: &TestBed,
+        name: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Prometheus {
         let dir = bed.dir.join(format!("prometheus-{name}"));
         let sd_dir = dir.join("targets");
         std::fs::create_dir_all(&sd_dir).expect("prometheus dir");
@@ -499,12 +545,38 @@ impl Prometheus {
         std::fs::write(dir.join("prometheus.yml"), config).expect("prometheus config");
         let mut p = Prometheus {
             child: None,
+            paused: false,
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             dir,
             port,
             sd_dir,
         };
         p.resume();
         p
+    }
+
+    /// Freezes it with SIGSTOP: it keeps its port (connections are accepted by the kernel
+    /// and then hang, so clients run into their timeout), scrapes nothing and answers
+    /// nothing until [`Prometheus::unpause`]. Its data stays; the time frozen becomes a gap
+    /// in every series. This is "Prometheus paused": the same process carries on afterwards,
+    /// with no restart, no WAL replay and no lost head block, so the gap is exactly as long
+    /// as the pause.
+    pub fn pause(&mut self) {
+        let child = self.child.as_ref().expect("prometheus is running");
+        signal(child.id(), "STOP");
+        self.paused = true;
+    }
+
+    /// Continues it after [`Prometheus::pause`] (SIGCONT).
+    pub fn unpause(&mut self) {
+        if let Some(child) = self.child.as_ref() {
+            signal(child.id(), "CONT");
+        }
+        self.paused = false;
     }
 
     /// Base URL.
@@ -514,6 +586,10 @@ impl Prometheus {
 
     /// Stops it (SIGTERM through `kill`, then wait).
     pub fn stop(&mut self) {
+        if self.paused {
+            // A stopped process would not act on SIGTERM: continue it first.
+            self.unpause();
+        }
         if let Some(mut child) = self.child.take() {
             let _ = Command::new("kill").arg(child.id().to_string()).status();
             let _ = child.wait();
@@ -534,6 +610,8 @@ impl Prometheus {
                 self.dir.join("data").display()
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -557,6 +635,16 @@ impl Prometheus {
     pub fn query_value(&self, promql: &str) -> Option<f64> {
         prometheus_value(&format!("127.0.0.1:{}", self.port), promql)
     }
+}
+
+/// Sends `SIG<name>` to process `pid` with kill(1) (the crate forbids unsafe code, so no libc).
+fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("running kill");
+    assert!(status.success(), "kill -{name} {pid} failed");
 }
 
 impl Drop for Prometheus {

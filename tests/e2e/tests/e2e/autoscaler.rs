@@ -8,7 +8,7 @@ use shoal_e2e::{LoadSim, Prometheus, TestBed, testbed, wait_for};
 use crate::helpers::*;
 
 /// Fast settings for tests: 2 s ticks, 10 s rate windows (Prometheus scrapes every 2 s).
-const FAST: [&str; 6] = [
+pub(crate) const FAST: [&str; 6] = [
     "--tick-seconds",
     "2",
     "--rate-window",

@@ -6,3 +6,4 @@ mod chart;
 mod controller;
 mod helpers;
 mod rollout;
+mod signal;
