@@ -106,6 +106,7 @@ pub async fn act(
                 )
             }
             Err(err) => {
+                let err = short_error(&err);
                 warn!(namespace = %valid.namespace, name = %valid.name, error = %err, "scale write failed; retried next tick");
                 publish(
                     recorder,
@@ -151,6 +152,29 @@ pub async fn act(
     outcome
 }
 
+/// The apiserver's own message for a refused request (the kube error's Display carries
+/// the whole Status), or the error's text.
+fn short_error(err: &kube::Error) -> String {
+    match err {
+        kube::Error::Api(status) if !status.message.is_empty() => {
+            format!("{} ({})", status.message, status.code)
+        }
+        other => other.to_string(),
+    }
+}
+
+/// At most `max` bytes of `text`, cut at a character boundary (an Event's note holds 1 KiB).
+fn truncate(text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max.saturating_sub(3);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
+}
+
 async fn publish(
     recorder: &crate::events::EventSink,
     reference: &k8s_openapi::api::core::v1::ObjectReference,
@@ -161,11 +185,24 @@ async fn publish(
     let event = Event {
         type_,
         reason: reason.into(),
-        note: Some(note),
+        note: Some(truncate(note, 1000)),
         action: "Scale".into(),
         secondary: None,
     };
     if let Err(err) = recorder.publish(&event, reference).await {
         warn!(error = %err, reason, "could not publish an event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::truncate;
+
+    #[test]
+    fn event_notes_fit_in_one_kibibyte_at_a_character_boundary() {
+        assert_eq!(truncate("short".into(), 1000), "short");
+        let long = "é".repeat(800);
+        let cut = truncate(long, 1000);
+        assert!(cut.len() <= 1000 && cut.ends_with("..."), "{}", cut.len());
     }
 }
