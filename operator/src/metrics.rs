@@ -57,6 +57,8 @@ pub struct Metrics {
     query_duration: Histogram,
     tick_lag: Gauge<f64, AtomicU64>,
     leader: Gauge,
+    /// Gauges computed from the controller's Microservice cache, once it is attached.
+    pub microservices: crate::condition_metrics::ConditionMetrics,
 }
 
 impl Metrics {
@@ -117,6 +119,8 @@ impl Metrics {
             }),
         );
         registry.register_collector(Box::new(StatsCollector(stats)));
+        let microservices = crate::condition_metrics::ConditionMetrics::default();
+        registry.register_collector(Box::new(microservices.clone()));
         Metrics {
             registry,
             reconciles,
@@ -126,6 +130,7 @@ impl Metrics {
             query_duration,
             tick_lag,
             leader,
+            microservices,
         }
     }
 
