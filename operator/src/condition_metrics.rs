@@ -10,9 +10,9 @@
 //! panels. (Not `namespace`: a Prometheus Operator scrape sets that label to the operator's
 //! own namespace and would rename ours to `exported_namespace`.)
 //!
-//! The gauges are empty until the controller hands over its store with
+//! Nothing is served until the controller hands over its store with
 //! [`ConditionMetrics::attach`], so only the process that runs the controller (the leader)
-//! serves them.
+//! serves these families.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -154,13 +154,13 @@ impl ConditionMetrics {
         *self.store.write().unwrap_or_else(|e| e.into_inner()) = Some(store);
     }
 
-    fn microservices(&self) -> Vec<Arc<Microservice>> {
+    /// Every cached Microservice, or None before [`ConditionMetrics::attach`].
+    fn microservices(&self) -> Option<Vec<Arc<Microservice>>> {
         self.store
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
             .map(Store::state)
-            .unwrap_or_default()
     }
 }
 
@@ -199,10 +199,11 @@ pub fn count_conditions(
 
 impl Collector for ConditionMetrics {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let mut microservices = self.microservices();
-        if microservices.is_empty() {
+        // Before the store is attached (a follower) nothing is served; after, every family
+        // is described even while it has no sample.
+        let Some(mut microservices) = self.microservices() else {
             return Ok(());
-        }
+        };
         microservices.sort_by_key(|ms| (ms.namespace(), ms.name_any()));
         let counts = count_conditions(&microservices);
         let gauge = ConstGauge::new(0i64);
@@ -226,9 +227,6 @@ impl Collector for ConditionMetrics {
                 .iter()
                 .filter_map(|ms| Some((ms.namespace()?, ms.name_any(), read(ms)?)))
                 .collect();
-            if values.is_empty() {
-                continue;
-            }
             let mut family =
                 encoder.encode_descriptor(name, help, None, ConstGauge::new(0.0).metric_type())?;
             for (namespace, microservice, value) in values {
@@ -345,6 +343,10 @@ mod tests {
         assert!(
             !text.contains("shoal_microservice_cpu_utilization{"),
             "no CPU target, no CPU series:\n{text}"
+        );
+        assert!(
+            text.contains("# TYPE shoal_microservice_cpu_utilization gauge"),
+            "the family is described all the same:\n{text}"
         );
         assert_eq!(
             text.lines()

@@ -5,4 +5,5 @@ mod autoscaler;
 mod chart;
 mod controller;
 mod helpers;
+mod observability;
 mod rollout;
