@@ -29,7 +29,7 @@ RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
   cargo build --release --locked -p shoal --bin shoal --target "$TRIPLE"
 step "release build took $(( $(date +%s) - started )) s"
 BIN=$TARGET_DIR/$TRIPLE/release/shoal
-if ! file -L "$BIN" | grep -q 'statically linked'; then
+if ! file -L "$BIN" | grep -Eq 'statically linked|static-pie linked'; then
   echo "image.sh: $BIN is not statically linked:" >&2; file -L "$BIN" >&2; exit 1
 fi
 built=$("$BIN" --version)
@@ -58,7 +58,7 @@ done
 [ -n "${port:-}" ] || { echo "image.sh: crane registry did not start:" >&2; cat "$work/registry.log" >&2; exit 1; }
 ref=127.0.0.1:$port/shoal:$VERSION
 step "assembling $IMAGE:$VERSION"
-"$CRANE" append --oci-empty-base -f "$work/layer.tar" -t "$ref" >/dev/null
+"$CRANE" append --oci-empty-base -f "$work/layer.tar" -t "$ref" >/dev/null 2>&1
 revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 "$CRANE" mutate "$ref" -t "$ref" \
   --set-platform linux/amd64 \
@@ -69,12 +69,15 @@ revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
   -l "org.opencontainers.image.source=$SOURCE" \
   -l "org.opencontainers.image.version=$VERSION" \
   -l "org.opencontainers.image.revision=$revision" \
-  -l "org.opencontainers.image.licenses=$LICENSE" >/dev/null
-"$CRANE" pull --format oci "$ref" "$work/layout"
-# Name the image in the layout's index the way podman/skopeo (ref.name) and docker
+  -l "org.opencontainers.image.licenses=$LICENSE" >/dev/null 2>&1
+"$CRANE" pull --format oci "$ref" "$work/layout" 2>/dev/null
+# The layout's index names the image the way podman/skopeo (ref.name) and docker
 # (io.containerd.image.name) read it.
-sed -i "s#\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\"#&,\"annotations\":{\"io.containerd.image.name\":\"$IMAGE:$VERSION\",\"org.opencontainers.image.ref.name\":\"$VERSION\"}#" "$work/layout/index.json"
-grep -q "io.containerd.image.name" "$work/layout/index.json" || { echo "image.sh: could not name the image in index.json" >&2; cat "$work/layout/index.json" >&2; exit 1; }
+digest=$("$CRANE" digest "$ref")
+size=$("$CRANE" manifest "$ref" | wc -c)
+[ -f "$work/layout/blobs/sha256/${digest#sha256:}" ] || { echo "image.sh: manifest $digest missing from the layout" >&2; exit 1; }
+printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","size":%s,"digest":"%s","annotations":{"io.containerd.image.name":"%s","org.opencontainers.image.ref.name":"%s"}}]}\n' \
+  "$size" "$digest" "$IMAGE:$VERSION" "$VERSION" > "$work/layout/index.json"
 mkdir -p "$IMAGE_DIR"
 tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 \
   -C "$work/layout" -cf "$IMAGE_DIR/shoal-oci.tar.tmp" .
