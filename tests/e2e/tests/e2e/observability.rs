@@ -1,8 +1,9 @@
 //! The chart's dashboard and alerts against a running Shoal: every metric a dashboard panel
 //! or an alert names (parsed with `promql-parser`) is served on the operator's `/metrics`,
-//! or is a Kubernetes metric listed in [`EXTERNAL`]. The operator runs the request-rate
-//! autoscaler under load, so the per-Microservice gauges and a scale decision are real
-//! samples, not only descriptions.
+//! or is a Kubernetes metric listed in [`EXTERNAL`], with a sample, not only a description.
+//! For that the operator runs the request-rate autoscaler under load (per-Microservice
+//! gauges, a scale decision) and a second Microservice whose Deployment a ResourceQuota
+//! forbids (a failed reconcile).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -16,14 +17,6 @@ use crate::helpers::*;
 
 /// Metrics the dashboard reads that Shoal does not serve (kube-state-metrics).
 const EXTERNAL: [&str; 1] = ["kube_pod_container_status_restarts_total"];
-
-/// Families that have no sample until an event happens (a failed reconcile); for these a
-/// served description (`# TYPE`) is enough. Every other metric must have a sample.
-const DESCRIBED_ONLY: [&str; 2] = [
-    "shoal_reconcile_errors_total",
-    // CPU comes from the cluster's CPU metric, which the test bed's Prometheus lacks.
-    "shoal_microservice_cpu_utilization",
-];
 
 /// Collects the metric names of every selector in an expression.
 #[derive(Default)]
@@ -147,8 +140,15 @@ async fn every_dashboard_and_alert_metric_is_served_by_a_running_shoal() {
     );
     apply_example(bed, &ns, "request-rate.yaml");
     wait_ready(bed, &ns, "api").await;
-    // 150 req/s at 50 per replica: the loop scales 2 -> 3, a real scale decision.
+    // 150 req/s at 50 per replica: the loop scales up, a real scale decision.
     sim.set_load("api", 150.0);
+    // No more Deployments in this namespace: the next Microservice's reconciles fail.
+    apply(
+        bed,
+        &ns,
+        "apiVersion: v1\nkind: ResourceQuota\nmetadata: {name: no-deployments}\nspec:\n  hard: {count/deployments.apps: \"0\"}\n",
+    );
+    apply_example(bed, &ns, "minimal.yaml");
     let addr = wait_for("the operator's metrics address", TIMEOUT, || async {
         op.metrics_address()
     })
@@ -157,10 +157,6 @@ async fn every_dashboard_and_alert_metric_is_served_by_a_running_shoal() {
         .iter()
         .flat_map(|(_, expr)| metric_names(expr))
         .filter(|n| !EXTERNAL.contains(&n.as_str()))
-        .collect();
-    let must_sample: BTreeSet<&String> = needed
-        .iter()
-        .filter(|n| !DESCRIBED_ONLY.contains(&n.as_str()))
         .collect();
     let mut last = String::new();
     let outcome = tokio::time::timeout(Duration::from_secs(120), async {
@@ -171,10 +167,7 @@ async fn every_dashboard_and_alert_metric_is_served_by_a_running_shoal() {
                 .iter()
                 .filter(|n| !described.contains(*n) && !sampled.contains(*n))
                 .collect();
-            let unsampled: Vec<&&String> = must_sample
-                .iter()
-                .filter(|n| !sampled.contains(**n))
-                .collect();
+            let unsampled: Vec<&String> = needed.iter().filter(|n| !sampled.contains(*n)).collect();
             if missing.is_empty() && unsampled.is_empty() {
                 return;
             }
@@ -194,20 +187,26 @@ async fn every_dashboard_and_alert_metric_is_served_by_a_running_shoal() {
                     "{title}: {name} is not served by Shoal (nor listed as external):\n{last}"
                 );
                 assert!(
-                    DESCRIBED_ONLY.contains(&name.as_str()) || sampled.contains(&name),
+                    sampled.contains(&name),
                     "{title}: {name} has no sample after 120 s:\n{last}"
                 );
             }
         }
     }
-    // The gauges the alerts count were computed from the watch cache: one Microservice,
-    // so its Ready states add up to 1 (whether or not the scale-up's pod is ready yet).
+    // The gauges the alerts count were computed from the watch cache: api's Ready states
+    // add up to 1 (whether or not the scale-up's pods are ready yet); hello has no status
+    // (its first reconcile fails before writing one), only the error count.
     let ready: f64 = last
         .lines()
         .filter(|l| l.starts_with("shoal_microservices{condition=\"Ready\","))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
     assert_eq!(ready, 1.0, "{last}");
+    assert!(
+        last.lines()
+            .any(|l| l.starts_with("shoal_reconcile_errors_total{reason=\"kube\"}")),
+        "{last}"
+    );
     assert!(
         last.lines().any(|l| l.starts_with(&format!(
             "shoal_microservice_request_rate_target{{microservice_namespace=\"{ns}\",microservice=\"api\"}} 50"
