@@ -29,8 +29,8 @@ RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
   cargo build --release --locked -p shoal --bin shoal --target "$TRIPLE"
 step "release build took $(( $(date +%s) - started )) s"
 BIN=$TARGET_DIR/$TRIPLE/release/shoal
-if ! file -L "$BIN" | grep -Eq 'statically linked|static-pie linked'; then
-  echo "image.sh: $BIN is not statically linked:" >&2; file -L "$BIN" >&2; exit 1
+if ! ldd "$BIN" 2>&1 | grep -Eq 'statically linked|not a dynamic executable'; then
+  echo "image.sh: $BIN is not statically linked:" >&2; ldd "$BIN" >&2; exit 1
 fi
 built=$("$BIN" --version)
 [ "$built" = "shoal $VERSION" ] || { echo "image.sh: binary says '$built', chart appVersion is $VERSION" >&2; exit 1; }
