@@ -7,8 +7,8 @@
 #   3. the config (entrypoint, cmd, user, port, OCI labels) set with crane against a
 #      throw-away registry on 127.0.0.1, then pulled into an OCI image layout, written as
 #      one tarball: $IMAGE_DIR/shoal-oci.tar (default target/image/).
-# The tarball loads with `podman load`, `skopeo copy oci-archive:...` or `docker load`, and
-# pushes with `crane push --index`-free `skopeo`/`oras`, or `crane push <layout dir>`.
+# The tarball loads with `podman load` or `docker load`; `skopeo copy oci-archive:...`
+# pushes it to a registry.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 IMAGE=${IMAGE:-ghcr.io/shoal-dev/shoal}
