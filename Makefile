@@ -5,21 +5,25 @@ export CLUSTER_BIN
 HELM ?= $(CLUSTER_BIN)/helm
 IMAGE ?= ghcr.io/shoal-dev/shoal
 VERSION ?= $(shell sed -n 's/^appVersion: *"\(.*\)"/\1/p' charts/shoal/Chart.yaml)
+# Where cargo puts its output (the binaries are run from there, not through `cargo run`).
+TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: demo bench test unit e2e deps cluster-bin generate fmt lint chart-lint image
+.PHONY: demo bench test unit e2e deps cluster-bin generate fmt lint chart-lint image docker-image tools
 
 ## demo: build what is missing, start the local control plane and show Shoal at work (DEMO_ARGS: --exit, --fast, --out PATH).
+# One `cargo build` of the whole workspace, then the built binary: `cargo run -p shoal-e2e`
+# would resolve features for that package alone and rebuild shared dependencies.
 demo: deps cluster-bin
 	cargo build --workspace --bins
-	cargo run -q -p shoal-e2e --bin demo -- $(DEMO_ARGS)
+	$(TARGET_DIR)/debug/demo $(DEMO_ARGS)
 
 ## bench: the metrics loop's reaction time to load steps and its Prometheus queries per tick (BENCH_ARGS: --cycles N).
 bench: deps cluster-bin
 	cargo build --workspace --bins
-	cargo run -q -p shoal-e2e --bin bench-reaction -- $(BENCH_ARGS)
+	$(TARGET_DIR)/debug/bench-reaction $(BENCH_ARGS)
 
 ## test: unit tests, golden and drift tests, then the end-to-end suite on the local control plane.
-test: deps cluster-bin
+test: deps cluster-bin image
 	cargo build --workspace --bins
 	cargo test --workspace --no-fail-fast -- --test-threads=4
 
@@ -59,8 +63,12 @@ lint:
 ## chart-lint: helm lint of the chart, with its defaults and with every optional object on.
 chart-lint:
 	$(HELM) lint --strict charts/shoal
-	$(HELM) lint --strict charts/shoal --set replicas=2,networkPolicy.enabled=true,metrics.serviceMonitor.enabled=true
+	$(HELM) lint --strict charts/shoal --set replicas=2,networkPolicy.enabled=true,metrics.serviceMonitor.enabled=true,metrics.prometheusRule.enabled=true,metrics.grafanaDashboard.enabled=true
 
-## image: the operator's container image (needs a Docker engine; none on the test machines).
+## image: the operator's OCI image without a Docker engine: a static release binary packed with crane into target/image/shoal-oci.tar.
 image:
-	docker build -t $(IMAGE):$(VERSION) .
+	IMAGE=$(IMAGE) VERSION=$(VERSION) bash hack/image.sh
+
+## docker-image: the same image with a Docker engine (the Dockerfile).
+docker-image:
+	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE):$(VERSION) .

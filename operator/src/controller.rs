@@ -167,6 +167,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<crate::metrics::Me
     ))
     .owns_stream(config_map_stream)
     .shutdown_on_signal();
+    metrics.microservices.attach(controller.store());
     // ReplicaSets are only read (which old ConfigMaps a retained revision still uses); they
     // are owned by Deployments, so they trigger nothing themselves.
     let replica_set_watch = cached_watch(scoped::<ReplicaSet>(&client, ns), replica_sets_w);

@@ -9,6 +9,7 @@
 pub mod autoscaler;
 pub mod build;
 pub mod cli;
+pub mod condition_metrics;
 pub mod conditions;
 pub mod controller;
 pub mod crd;

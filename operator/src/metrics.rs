@@ -68,6 +68,8 @@ pub struct Metrics {
     queries: Counter,
     query_errors: Family<QueryErrorLabels, Counter>,
     scale_writes: Counter,
+    /// Gauges computed from the controller's Microservice cache, once it is attached.
+    pub microservices: crate::condition_metrics::ConditionMetrics,
 }
 
 impl Default for Metrics {
@@ -157,6 +159,8 @@ impl Metrics {
             "Writes of the metrics loop to the scale subresource of Deployments",
             scale_writes.clone(),
         );
+        let microservices = crate::condition_metrics::ConditionMetrics::default();
+        registry.register_collector(Box::new(microservices.clone()));
         Metrics {
             ticks,
             queries,
@@ -170,6 +174,7 @@ impl Metrics {
             query_duration,
             tick_lag,
             leader,
+            microservices,
         }
     }
 

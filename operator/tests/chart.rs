@@ -228,18 +228,34 @@ fn pod_meets_pod_security_restricted_and_gets_its_identity() {
 #[test]
 fn optional_objects_follow_their_values() {
     let defaults = documents(&render("ops", &[]));
-    for kind in ["PodDisruptionBudget", "NetworkPolicy", "ServiceMonitor"] {
+    for kind in [
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+        "ServiceMonitor",
+        "PrometheusRule",
+    ] {
         assert!(find(&defaults, kind).is_none(), "{kind} is off by default");
     }
+    assert!(
+        !defaults
+            .iter()
+            .any(|d| d["metadata"]["labels"]["grafana_dashboard"].is_string()),
+        "no dashboard ConfigMap by default"
+    );
     assert!(find(&defaults, "Service").is_some(), "metrics Service");
     let all = documents(&render(
         "ops",
         &[
             "--set",
-            "replicas=2,networkPolicy.enabled=true,metrics.serviceMonitor.enabled=true,leaderElection.enabled=false",
+            "replicas=2,networkPolicy.enabled=true,metrics.serviceMonitor.enabled=true,leaderElection.enabled=false,metrics.prometheusRule.enabled=true,metrics.grafanaDashboard.enabled=true",
         ],
     ));
-    for kind in ["PodDisruptionBudget", "NetworkPolicy", "ServiceMonitor"] {
+    for kind in [
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+        "ServiceMonitor",
+        "PrometheusRule",
+    ] {
         assert!(find(&all, kind).is_some(), "{kind} when enabled");
     }
     assert!(
@@ -263,4 +279,71 @@ fn values_schema_refuses_unknown_and_invalid_values() {
             .expect("running helm template");
         assert!(!out.status.success(), "values.schema.json accepted {bad}");
     }
+}
+
+/// The PrometheusRule carries exactly the rules file that promtool tests (tests/alerts.rs),
+/// and the dashboard ConfigMap exactly the dashboard JSON, labelled for Grafana's sidecar.
+#[test]
+fn alerts_and_dashboard_ship_the_tested_files() {
+    let root = support::repo_root();
+    let docs = documents(&render(
+        "ops",
+        &[
+            "--set",
+            "metrics.prometheusRule.enabled=true,metrics.prometheusRule.labels.release=kps,metrics.grafanaDashboard.enabled=true,metrics.grafanaDashboard.namespace=grafana",
+        ],
+    ));
+    let rule = find(&docs, "PrometheusRule").expect("PrometheusRule");
+    assert_eq!(
+        rule["apiVersion"].as_str(),
+        Some("monitoring.coreos.com/v1")
+    );
+    assert_eq!(rule["metadata"]["labels"]["release"].as_str(), Some("kps"));
+    let file: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(root.join("charts/shoal/rules/shoal.rules.yaml"))
+            .expect("rules file"),
+    )
+    .expect("rules YAML");
+    assert_eq!(
+        rule["spec"], file,
+        "the PrometheusRule's spec is the rules file"
+    );
+    let dashboard = docs
+        .iter()
+        .find(|d| d["metadata"]["labels"]["grafana_dashboard"].as_str() == Some("1"))
+        .expect("a ConfigMap labelled grafana_dashboard: \"1\"");
+    assert_eq!(dashboard["kind"].as_str(), Some("ConfigMap"));
+    assert_eq!(dashboard["metadata"]["namespace"].as_str(), Some("grafana"));
+    let json = dashboard["data"]["shoal.json"]
+        .as_str()
+        .expect("shoal.json");
+    let shipped: serde_json::Value = serde_json::from_str(json).expect("dashboard JSON");
+    let committed: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("charts/shoal/dashboards/shoal.json"))
+            .expect("dashboard file"),
+    )
+    .expect("dashboard JSON");
+    assert_eq!(shipped, committed);
+}
+
+/// `helm lint --strict` with every optional object on (as `make chart-lint` runs it).
+#[test]
+fn chart_lints_strict_with_every_switch_on() {
+    let out = Command::new(helm())
+        .current_dir(support::repo_root())
+        .args([
+            "lint",
+            "--strict",
+            "charts/shoal",
+            "--set",
+            "replicas=2,networkPolicy.enabled=true,metrics.serviceMonitor.enabled=true,metrics.prometheusRule.enabled=true,metrics.grafanaDashboard.enabled=true",
+        ])
+        .output()
+        .expect("running helm lint");
+    assert!(
+        out.status.success(),
+        "helm lint --strict failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -5,5 +5,6 @@ mod autoscaler;
 mod chart;
 mod controller;
 mod helpers;
+mod observability;
 mod rollout;
 mod signal;
