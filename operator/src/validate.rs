@@ -1,36 +1,21 @@
 //! Validation: what the CRD schema and its CEL rules cannot say, checked before anything
-//! is built. A [`ValidatedMicroservice`] has everything the builders need, so they cannot fail.
+//! is rendered. A [`ValidatedMicroservice`] has every default resolved, so the renderers
+//! cannot fail and nothing after validation reads the raw spec.
 
 use std::collections::BTreeMap;
 
 use kube::ResourceExt;
 use sha2::{Digest, Sha256};
 
-use crate::crd::{Microservice, MicroserviceSpec, ScalingEngine};
+use k8s_openapi::api::core::v1::{EnvFromSource, EnvVar, ResourceRequirements};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-/// Who sets the Deployment's replica count.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Engine {
-    /// Not autoscaled: the controller applies this fixed count.
-    Fixed(i32),
-    /// A native HorizontalPodAutoscaler (CPU targets only).
-    Hpa,
-    /// Shoal's own metrics loop.
-    Shoal,
-}
+use crate::crd::{HttpProbe, Microservice, MicroserviceSpec, ScalingEngine, ServiceType};
+// Re-exported for the autoscaler, which still imports it from here.
+pub use crate::vocabulary::Engine;
 
-impl Engine {
-    /// Name shown in `status.scalingEngine`.
-    pub fn label(self) -> &'static str {
-        match self {
-            Engine::Fixed(_) => "None",
-            Engine::Hpa => "HPA",
-            Engine::Shoal => "Shoal",
-        }
-    }
-}
-
-/// A Microservice that passed validation: metadata present, derived names fit, engine chosen.
+/// A Microservice that passed validation, with every default resolved once: the
+/// renderers, the reconcile and the status read these fields, never the raw spec.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ValidatedMicroservice {
     /// Name of the Microservice, also the name of its Deployment, Service, Ingress and HPA.
@@ -41,12 +26,28 @@ pub struct ValidatedMicroservice {
     pub uid: String,
     /// `metadata.generation`.
     pub generation: i64,
+    // Only the autoscaler still reads the raw spec (`spec.autoscaling`); this field goes
+    // once it reads the resolved `scaling`. The controller, render and status code must not.
     /// The spec as given.
     pub spec: MicroserviceSpec,
+    /// `spec.config` (empty when unset).
+    pub config: BTreeMap<String, String>,
     /// Content hash of `spec.config` (8 hex digits).
     pub config_hash: String,
-    /// Which component scales the Deployment.
-    pub engine: Engine,
+    /// The application container.
+    pub app: App,
+    /// Container and Service ports.
+    pub ports: Ports,
+    /// The probes; None when turned off.
+    pub probes: ResolvedProbes,
+    /// Type of the Service.
+    pub service_type: ServiceType,
+    /// The Ingress, when asked for.
+    pub ingress: Option<IngressRoute>,
+    /// Who scales the Deployment, and with which settings.
+    pub scaling: Scaling,
+    /// How revisions roll out.
+    pub rollout: RolloutPolicy,
 }
 
 impl ValidatedMicroservice {
@@ -54,6 +55,178 @@ impl ValidatedMicroservice {
     pub fn config_map_name(&self) -> String {
         format!("{}-config-{}", self.name, self.config_hash)
     }
+
+    /// Which component scales the Deployment.
+    pub fn engine(&self) -> Engine {
+        match self.scaling {
+            Scaling::Fixed(_) => Engine::None,
+            Scaling::Hpa(_) => Engine::Hpa,
+            Scaling::Shoal(_) => Engine::Shoal,
+        }
+    }
+
+    /// `(min, max)` replicas when autoscaled (by the HPA or Shoal), None for a fixed count.
+    pub fn autoscaled_bounds(&self) -> Option<(i32, i32)> {
+        match &self.scaling {
+            Scaling::Fixed(_) => None,
+            Scaling::Hpa(HpaScaling { min, max, .. })
+            | Scaling::Shoal(ShoalScaling { min, max, .. }) => Some((*min, *max)),
+        }
+    }
+}
+
+/// The application container as the spec describes it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct App {
+    /// `spec.image`.
+    pub image: String,
+    /// `spec.command`.
+    pub command: Option<Vec<String>>,
+    /// `spec.args`.
+    pub args: Option<Vec<String>>,
+    /// `spec.env`.
+    pub env: Option<Vec<EnvVar>>,
+    /// `spec.envFrom` (Shoal's own config comes first, added by the renderer).
+    pub env_from: Vec<EnvFromSource>,
+    /// `spec.resources`.
+    pub resources: Option<ResourceRequirements>,
+}
+
+/// Ports, defaults resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ports {
+    /// The container's HTTP port (`spec.port`).
+    pub container: i32,
+    /// The Service's port (`spec.service.port`, default 80).
+    pub service: i32,
+}
+
+/// Default port of the Service.
+pub const DEFAULT_SERVICE_PORT: i32 = 80;
+/// Path probed when the spec names none.
+pub const DEFAULT_PROBE_PATH: &str = "/health";
+/// Seconds a rollout may stall before the Deployment reports ProgressDeadlineExceeded.
+pub const DEFAULT_PROGRESS_DEADLINE_SECONDS: i32 = 600;
+/// ReplicaSets kept for rollbacks.
+pub const REVISION_HISTORY_LIMIT: i32 = 10;
+/// Consecutive failed ticks before a fallback applies, when the spec names none.
+pub const DEFAULT_FALLBACK_AFTER_FAILURES: i32 = 3;
+
+/// An HTTP GET probe, defaults resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpGetProbe {
+    /// Path to GET.
+    pub path: String,
+    /// Port to probe.
+    pub port: i32,
+    /// As in the spec (the kubelet's default when None).
+    pub initial_delay_seconds: Option<i32>,
+    /// As in the spec (the kubelet's default when None).
+    pub period_seconds: Option<i32>,
+    /// As in the spec (the kubelet's default when None).
+    pub failure_threshold: Option<i32>,
+}
+
+/// Readiness and liveness probes; None when turned off.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolvedProbes {
+    /// The readiness probe.
+    pub readiness: Option<HttpGetProbe>,
+    /// The liveness probe.
+    pub liveness: Option<HttpGetProbe>,
+}
+
+/// The Ingress route, defaults resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IngressRoute {
+    /// Host name.
+    pub host: String,
+    /// Path prefix (default `/`).
+    pub path: String,
+    /// IngressClass, the cluster's default when None.
+    pub class_name: Option<String>,
+    /// TLS Secret, plain HTTP when None.
+    pub tls_secret_name: Option<String>,
+}
+
+/// Who scales the Deployment, with every default resolved.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Scaling {
+    /// Not autoscaled: the controller applies this count.
+    Fixed(i32),
+    /// A native HorizontalPodAutoscaler on CPU.
+    Hpa(HpaScaling),
+    /// Shoal's metrics loop.
+    Shoal(ShoalScaling),
+}
+
+/// Settings of the HPA engine.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HpaScaling {
+    /// `minReplicas`.
+    pub min: i32,
+    /// `maxReplicas`.
+    pub max: i32,
+    /// Target CPU utilization in percent.
+    pub cpu_target: i32,
+    /// `behavior`, as given.
+    pub behavior: Option<crate::crd::ScalingBehavior>,
+}
+
+/// Settings of Shoal's metrics loop.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ShoalScaling {
+    /// `minReplicas`.
+    pub min: i32,
+    /// `maxReplicas`.
+    pub max: i32,
+    /// `paused`, default false.
+    pub paused: bool,
+    /// `behavior`, as given.
+    pub behavior: Option<crate::crd::ScalingBehavior>,
+    /// `fallback`, resolved.
+    pub fallback: Option<Fallback>,
+    /// Target CPU utilization in percent, when scaling on CPU.
+    pub cpu_target: Option<i32>,
+    /// The request-rate target, when scaling on request rate.
+    pub request_rate: Option<RequestRateSettings>,
+}
+
+/// The replica floor while metrics are missing, resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fallback {
+    /// Replicas to keep at least.
+    pub replicas: i32,
+    /// Consecutive failed ticks before it applies (at least 1, default 3).
+    pub after_failures: u32,
+}
+
+/// The request-rate target.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RequestRateSettings {
+    /// Requests per second one replica should serve.
+    pub target_per_replica: f64,
+    /// A whole PromQL query of the service's own.
+    pub query: Option<String>,
+    /// A request counter of the service's own.
+    pub metric: Option<String>,
+    /// Extra label matchers.
+    pub selector: Option<String>,
+}
+
+/// How revisions roll out, defaults resolved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RolloutPolicy {
+    /// Restore the last good revision when a rollout fails (default true).
+    pub auto_rollback: bool,
+    /// `progressDeadlineSeconds` of the Deployment (default 600).
+    pub progress_deadline_seconds: i32,
+    /// `revisionHistoryLimit` of the Deployment (default 10).
+    pub revision_history_limit: i32,
+    /// `maxSurge`, the Deployment's default when None.
+    pub max_surge: Option<IntOrString>,
+    /// `maxUnavailable`, the Deployment's default when None.
+    pub max_unavailable: Option<IntOrString>,
 }
 
 /// Why a Microservice cannot be reconciled: shown as `Ready=False, reason=InvalidSpec`.
@@ -130,8 +303,8 @@ pub fn validate(ms: &Microservice) -> Result<ValidatedMicroservice, InvalidSpec>
             format!("holds {config_bytes} bytes; a ConfigMap holds at most 1 MiB"),
         ));
     }
-    let engine = match &spec.autoscaling {
-        None => Engine::Fixed(spec.replicas.unwrap_or(1)),
+    let scaling = match &spec.autoscaling {
+        None => Scaling::Fixed(spec.replicas.unwrap_or(1)),
         Some(autoscaling) => {
             let engine = match (
                 autoscaling.engine.unwrap_or_default(),
@@ -146,15 +319,48 @@ pub fn validate(ms: &Microservice) -> Result<ValidatedMicroservice, InvalidSpec>
                     "spec.autoscaling.cpu needs a CPU request: utilization is a percentage of spec.resources.requests.cpu",
                 ));
             }
-            if engine == Engine::Hpa && autoscaling.cpu.is_none() {
-                return Err(invalid(
-                    "spec.autoscaling.cpu",
-                    "the HPA engine scales on CPU only: set spec.autoscaling.cpu",
-                ));
+            let cpu_target = autoscaling.cpu.as_ref().map(|c| c.target_utilization);
+            match (engine, cpu_target) {
+                (Engine::Hpa, None) => {
+                    return Err(invalid(
+                        "spec.autoscaling.cpu",
+                        "the HPA engine scales on CPU only: set spec.autoscaling.cpu",
+                    ));
+                }
+                (Engine::Hpa, Some(cpu_target)) => Scaling::Hpa(HpaScaling {
+                    min: autoscaling.min_replicas,
+                    max: autoscaling.max_replicas,
+                    cpu_target,
+                    behavior: autoscaling.behavior.clone(),
+                }),
+                _ => Scaling::Shoal(ShoalScaling {
+                    min: autoscaling.min_replicas,
+                    max: autoscaling.max_replicas,
+                    paused: autoscaling.paused == Some(true),
+                    behavior: autoscaling.behavior.clone(),
+                    fallback: autoscaling.fallback.as_ref().map(|f| Fallback {
+                        replicas: f.replicas,
+                        after_failures: f
+                            .after_failures
+                            .unwrap_or(DEFAULT_FALLBACK_AFTER_FAILURES)
+                            .max(1) as u32,
+                    }),
+                    cpu_target,
+                    request_rate: autoscaling
+                        .request_rate
+                        .as_ref()
+                        .map(|r| RequestRateSettings {
+                            target_per_replica: r.target_per_replica,
+                            query: r.query.clone(),
+                            metric: r.metric.clone(),
+                            selector: r.selector.clone(),
+                        }),
+                }),
             }
-            engine
         }
     };
+    let probes = spec.probes.clone().unwrap_or_default();
+    let rollout = spec.rollout.clone().unwrap_or_default();
     Ok(ValidatedMicroservice {
         config_hash: config_hash(&config),
         name,
@@ -162,7 +368,68 @@ pub fn validate(ms: &Microservice) -> Result<ValidatedMicroservice, InvalidSpec>
         uid,
         generation,
         spec: spec.clone(),
-        engine,
+        config,
+        app: App {
+            image: spec.image.clone(),
+            command: spec.command.clone(),
+            args: spec.args.clone(),
+            env: spec.env.clone(),
+            env_from: spec.env_from.clone().unwrap_or_default(),
+            resources: spec.resources.clone(),
+        },
+        ports: Ports {
+            container: spec.port,
+            service: spec
+                .service
+                .as_ref()
+                .and_then(|s| s.port)
+                .unwrap_or(DEFAULT_SERVICE_PORT),
+        },
+        probes: ResolvedProbes {
+            readiness: http_get_probe(probes.readiness.as_ref(), spec.port),
+            liveness: http_get_probe(probes.liveness.as_ref(), spec.port),
+        },
+        service_type: spec
+            .service
+            .as_ref()
+            .and_then(|s| s.type_)
+            .unwrap_or_default(),
+        ingress: spec.ingress.as_ref().map(|i| IngressRoute {
+            host: i.host.clone(),
+            path: i.path.clone().unwrap_or_else(|| "/".to_string()),
+            class_name: i.class_name.clone(),
+            tls_secret_name: i.tls_secret_name.clone(),
+        }),
+        scaling,
+        rollout: RolloutPolicy {
+            auto_rollback: rollout.auto_rollback.unwrap_or(true),
+            progress_deadline_seconds: rollout
+                .progress_deadline_seconds
+                .unwrap_or(DEFAULT_PROGRESS_DEADLINE_SECONDS),
+            revision_history_limit: rollout
+                .revision_history_limit
+                .unwrap_or(REVISION_HISTORY_LIMIT),
+            max_surge: rollout.max_surge,
+            max_unavailable: rollout.max_unavailable,
+        },
+    })
+}
+
+fn http_get_probe(probe: Option<&HttpProbe>, container_port: i32) -> Option<HttpGetProbe> {
+    let default = HttpProbe::default();
+    let probe = probe.unwrap_or(&default);
+    if probe.enabled == Some(false) {
+        return None;
+    }
+    Some(HttpGetProbe {
+        path: probe
+            .path
+            .clone()
+            .unwrap_or_else(|| DEFAULT_PROBE_PATH.to_string()),
+        port: probe.port.unwrap_or(container_port),
+        initial_delay_seconds: probe.initial_delay_seconds,
+        period_seconds: probe.period_seconds,
+        failure_threshold: probe.failure_threshold,
     })
 }
 

@@ -10,44 +10,8 @@ use std::collections::VecDeque;
 use crate::conditions::ConditionSpec;
 use crate::crd::{PolicyType, ScalingBehavior, ScalingRules, SelectPolicy};
 
-/// Condition type: the autoscaler can read and write the scale.
-pub const ABLE_TO_SCALE: &str = "AbleToScale";
-/// Condition type: the autoscaler has metrics to act on.
-pub const SCALING_ACTIVE: &str = "ScalingActive";
-/// Condition type: the desired count was limited (min/max or a rate policy).
-pub const SCALING_LIMITED: &str = "ScalingLimited";
-
-/// Reasons, as the HPA names them.
-pub mod reason {
-    /// The last scale write succeeded or none was needed.
-    pub const READY_FOR_NEW_SCALE: &str = "ReadyForNewScale";
-    /// The autoscaler changed the replica count.
-    pub const SUCCEEDED_RESCALE: &str = "SucceededRescale";
-    /// Writing the scale subresource failed.
-    pub const FAILED_UPDATE_SCALE: &str = "FailedUpdateScale";
-    /// Every metric was read.
-    pub const VALID_METRIC_FOUND: &str = "ValidMetricFound";
-    /// No metric could be read: replicas are held.
-    pub const FAILED_GET_METRICS: &str = "FailedGetMetrics";
-    /// Autoscaling is paused or the workload was scaled to zero by hand.
-    pub const SCALING_DISABLED: &str = "ScalingDisabled";
-    /// The desired count is within bounds and limits.
-    pub const DESIRED_WITHIN_RANGE: &str = "DesiredWithinRange";
-    /// Clamped up to minReplicas.
-    pub const TOO_FEW_REPLICAS: &str = "TooFewReplicas";
-    /// Clamped down to maxReplicas.
-    pub const TOO_MANY_REPLICAS: &str = "TooManyReplicas";
-    /// Limited by a scale-up policy.
-    pub const SCALE_UP_LIMIT: &str = "ScaleUpLimit";
-    /// Limited by a scale-down policy.
-    pub const SCALE_DOWN_LIMIT: &str = "ScaleDownLimit";
-    /// Scale-down held while a rollout is in progress.
-    pub const ROLLOUT_IN_PROGRESS: &str = "RolloutInProgress";
-    /// Scale-down held because a metric is missing.
-    pub const MISSING_METRIC: &str = "MissingMetric";
-    /// All metrics missing for long enough: the fallback count applies.
-    pub const FALLBACK: &str = "FallbackReplicas";
-}
+// Condition types and reasons live in the shared vocabulary.
+pub use crate::vocabulary::scaling::{ABLE_TO_SCALE, SCALING_ACTIVE, SCALING_LIMITED, reason};
 
 /// The HPA's tolerance: no change while the usage ratio is within 10% of 1.
 pub const TOLERANCE: f64 = 0.1;

@@ -8,25 +8,23 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Reporter};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
 use super::decision::{self, Behavior, Decision, Inputs, MetricInput, MetricKind, State};
 use super::source::{self, Batch, MetricsConfig};
 use crate::AUTOSCALER_FIELD_MANAGER;
-use crate::build::INSTANCE_LABEL;
 use crate::conditions;
-use crate::controller::scoped;
 use crate::crd::{AutoscalerStatus, MetricStatus, Microservice};
+use crate::kube_ext::{EventSink, scoped, spawn_cache};
 use crate::validate::{self, Engine, ValidatedMicroservice, parse_quantity};
+use crate::vocabulary::{INSTANCE_LABEL, MANAGED_SELECTOR};
 
 /// Condition types the autoscaler owns in a Microservice's status.
 pub const AUTOSCALER_CONDITIONS: [&str; 3] = [
@@ -72,25 +70,6 @@ struct Caches {
     pods: Store<Pod>,
 }
 
-fn spawn_cache<K>(api: Api<K>, labels: Option<&str>) -> Store<K>
-where
-    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
-{
-    let (reader, writer) = reflector::store();
-    let mut config = watcher::Config::default();
-    if let Some(labels) = labels {
-        config = config.labels(labels);
-    }
-    let stream = watcher(api, config)
-        .default_backoff()
-        .modify(|o| o.managed_fields_mut().clear())
-        .reflect(writer)
-        .applied_objects();
-    tokio::spawn(stream.for_each(|_| futures::future::ready(())));
-    reader
-}
-
 /// Runs the metrics loop until `shutdown` completes.
 pub async fn run(
     client: Client,
@@ -102,14 +81,8 @@ pub async fn run(
     let ns = config.namespace.as_deref();
     let caches = Caches {
         microservices: spawn_cache(scoped::<Microservice>(&client, ns), None),
-        deployments: spawn_cache(
-            scoped::<Deployment>(&client, ns),
-            Some(crate::controller::MANAGED_SELECTOR),
-        ),
-        pods: spawn_cache(
-            scoped::<Pod>(&client, ns),
-            Some(crate::controller::MANAGED_SELECTOR),
-        ),
+        deployments: spawn_cache(scoped::<Deployment>(&client, ns), Some(MANAGED_SELECTOR)),
+        pods: spawn_cache(scoped::<Pod>(&client, ns), Some(MANAGED_SELECTOR)),
     };
     let _ = futures::join!(
         caches.microservices.wait_until_ready(),
@@ -120,12 +93,9 @@ pub async fn run(
     if let Err(err) = &prometheus {
         warn!(error = %err, "no Prometheus client: every tick will report FailedGetMetrics");
     }
-    let recorder = crate::events::EventSink::new(
+    let recorder = EventSink::new(
         client.clone(),
-        Reporter {
-            controller: "shoal-autoscaler".into(),
-            instance: std::env::var("POD_NAME").ok(),
-        },
+        crate::kube_ext::reporter("shoal-autoscaler"),
     );
     let mut tracked: HashMap<ObjectRef<Microservice>, Tracked> = HashMap::new();
     let mut interval = tokio::time::interval(config.tick);
@@ -192,7 +162,7 @@ async fn tick(
     config: &Config,
     caches: &Caches,
     prometheus: Option<&prometheus_http_query::Client>,
-    recorder: &crate::events::EventSink,
+    recorder: &EventSink,
     tracked: &mut HashMap<ObjectRef<Microservice>, Tracked>,
     stats: &Stats,
     metrics: &crate::metrics::Metrics,
@@ -204,7 +174,7 @@ async fn tick(
         .filter(|ms| ms.metadata.deletion_timestamp.is_none())
         .filter_map(|ms| {
             let valid = validate::validate(&ms).ok()?;
-            (valid.engine == Engine::Shoal).then_some((ms, valid))
+            (valid.engine() == Engine::Shoal).then_some((ms, valid))
         })
         .collect();
     // Forget Microservices that left the Shoal engine (or were deleted), and release the
@@ -566,7 +536,7 @@ pub fn status_changed(
 
 async fn act(
     client: &Client,
-    recorder: &crate::events::EventSink,
+    recorder: &EventSink,
     plan: Plan,
     stats: &Stats,
     metrics: &crate::metrics::Metrics,
@@ -697,20 +667,13 @@ pub fn explain(status: &AutoscalerStatus) -> String {
 }
 
 async fn publish(
-    recorder: &crate::events::EventSink,
+    recorder: &EventSink,
     reference: &k8s_openapi::api::core::v1::ObjectReference,
     type_: EventType,
     reason: &str,
     note: String,
 ) {
-    let event = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: "Scale".into(),
-        secondary: None,
-    };
-    if let Err(err) = recorder.publish(&event, reference).await {
-        warn!(error = %err, reason, "could not publish an event");
-    }
+    recorder
+        .publish(reference, type_, reason, "Scale", note)
+        .await;
 }
