@@ -99,7 +99,8 @@ words! {
 }
 
 words! {
-    /// A reason of one of the autoscaler's conditions, as the HPA names them.
+    /// A reason of one of the autoscaler's conditions, as the HPA names them; the
+    /// ScalingLimited reasons that do limit are [`LimitedBy`].
     ScalingReason {
         /// The last scale write succeeded or none was needed.
         ReadyForNewScale = "ReadyForNewScale",
@@ -115,20 +116,6 @@ words! {
         ScalingDisabled = "ScalingDisabled",
         /// The desired count is within bounds and limits.
         DesiredWithinRange = "DesiredWithinRange",
-        /// Clamped up to minReplicas.
-        TooFewReplicas = "TooFewReplicas",
-        /// Clamped down to maxReplicas.
-        TooManyReplicas = "TooManyReplicas",
-        /// Limited by a scale-up policy.
-        ScaleUpLimit = "ScaleUpLimit",
-        /// Limited by a scale-down policy.
-        ScaleDownLimit = "ScaleDownLimit",
-        /// Scale-down held while a rollout is in progress.
-        RolloutInProgress = "RolloutInProgress",
-        /// Scale-down held because a metric is missing.
-        MissingMetric = "MissingMetric",
-        /// All metrics missing for long enough: the fallback count applies.
-        Fallback = "FallbackReplicas",
     }
 }
 
@@ -147,6 +134,7 @@ pub mod scaling {
     /// Reasons, as the HPA names them.
     pub mod reason {
         use super::ScalingReason as R;
+        use crate::vocabulary::LimitedBy as L;
 
         /// The last scale write succeeded or none was needed.
         pub const READY_FOR_NEW_SCALE: &str = R::ReadyForNewScale.as_str();
@@ -163,19 +151,19 @@ pub mod scaling {
         /// The desired count is within bounds and limits.
         pub const DESIRED_WITHIN_RANGE: &str = R::DesiredWithinRange.as_str();
         /// Clamped up to minReplicas.
-        pub const TOO_FEW_REPLICAS: &str = R::TooFewReplicas.as_str();
+        pub const TOO_FEW_REPLICAS: &str = L::TooFewReplicas.as_str();
         /// Clamped down to maxReplicas.
-        pub const TOO_MANY_REPLICAS: &str = R::TooManyReplicas.as_str();
+        pub const TOO_MANY_REPLICAS: &str = L::TooManyReplicas.as_str();
         /// Limited by a scale-up policy.
-        pub const SCALE_UP_LIMIT: &str = R::ScaleUpLimit.as_str();
+        pub const SCALE_UP_LIMIT: &str = L::ScaleUpLimit.as_str();
         /// Limited by a scale-down policy.
-        pub const SCALE_DOWN_LIMIT: &str = R::ScaleDownLimit.as_str();
+        pub const SCALE_DOWN_LIMIT: &str = L::ScaleDownLimit.as_str();
         /// Scale-down held while a rollout is in progress.
-        pub const ROLLOUT_IN_PROGRESS: &str = R::RolloutInProgress.as_str();
+        pub const ROLLOUT_IN_PROGRESS: &str = L::RolloutInProgress.as_str();
         /// Scale-down held because a metric is missing.
-        pub const MISSING_METRIC: &str = R::MissingMetric.as_str();
+        pub const MISSING_METRIC: &str = L::MissingMetric.as_str();
         /// All metrics missing for long enough: the fallback count applies.
-        pub const FALLBACK: &str = R::Fallback.as_str();
+        pub const FALLBACK: &str = L::Fallback.as_str();
     }
 }
 

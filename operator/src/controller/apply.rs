@@ -147,6 +147,25 @@ pub async fn apply(
     Ok(step.applied)
 }
 
+/// A namespaced child kind Shoal applies.
+trait Child:
+    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Serialize
+    + DeserializeOwned
+    + Clone
+    + Debug
+{
+}
+
+impl<K> Child for K where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + Debug
+{
+}
+
 struct Step<'a> {
     ctx: &'a Context,
     ms: &'a Microservice,
@@ -184,14 +203,7 @@ impl Step<'_> {
     }
 
     /// Applies `object`, then publishes "Created/Updated <Kind> <name>".
-    async fn apply<K>(&mut self, object: &K, exists: bool) -> Result<K>
-    where
-        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-            + Serialize
-            + DeserializeOwned
-            + Clone
-            + Debug,
-    {
+    async fn apply<K: Child>(&mut self, object: &K, exists: bool) -> Result<K> {
         let applied = kube_ext::apply(&self.api::<K>(), object, FIELD_MANAGER).await?;
         let verb = if exists {
             EventReason::Updated
@@ -250,14 +262,7 @@ impl Step<'_> {
 
     /// Applies an optional child when wanted and different, deletes it (if Shoal owns it)
     /// when not wanted.
-    async fn optional<K>(&mut self, desired: Option<&K>, live: Option<&K>) -> Result<()>
-    where
-        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-            + Serialize
-            + DeserializeOwned
-            + Clone
-            + Debug,
-    {
+    async fn optional<K: Child>(&mut self, desired: Option<&K>, live: Option<&K>) -> Result<()> {
         match (desired, live) {
             (Some(desired), live) => {
                 if needs_apply(desired, live) {

@@ -12,32 +12,7 @@ use super::render::{CONFIG_HASH_ANNOTATION, TEMPLATE_HASH_ANNOTATION};
 use crate::conditions::ConditionSpec;
 use crate::crd::{Revision, RolloutStatus};
 use crate::progress::Progress;
-use crate::vocabulary::{ConditionType, RevisionOutcome};
-
-/// Condition type: a rollout is running or has finished.
-pub const PROGRESSING: &str = ConditionType::Progressing.as_str();
-/// Condition type: the current generation's rollout failed.
-pub const DEGRADED: &str = ConditionType::Degraded.as_str();
-/// Condition type: an older revision was restored.
-pub const ROLLED_BACK: &str = ConditionType::RolledBack.as_str();
-
-/// Reasons of the rollout conditions.
-pub mod reason {
-    use crate::vocabulary::Reason;
-
-    /// Pods of the new revision are being created.
-    pub const ROLLOUT_IN_PROGRESS: &str = Reason::RolloutInProgress.as_str();
-    /// Every replica runs the new revision and is available.
-    pub const NEW_REVISION_AVAILABLE: &str = Reason::NewRevisionAvailable.as_str();
-    /// The Deployment made no progress within its deadline.
-    pub const PROGRESS_DEADLINE_EXCEEDED: &str = Reason::ProgressDeadlineExceeded.as_str();
-    /// `kubectl rollout undo` replaced Shoal's template.
-    pub const MANUAL_ROLLBACK: &str = Reason::ManualRollback.as_str();
-    /// Nothing was rolled back.
-    pub const NO_ROLLBACK: &str = Reason::NoRollback.as_str();
-    /// The rollout is healthy.
-    pub const HEALTHY: &str = Reason::Healthy.as_str();
-}
+use crate::vocabulary::{ConditionType, Reason, RevisionOutcome};
 
 /// Revisions kept in `status.rollout.history`.
 pub const HISTORY_LIMIT: usize = 10;
@@ -139,24 +114,35 @@ fn phase(progress: &Progress) -> Phase {
     }
 }
 
+/// The conditions of a rollout that has not failed: `progressing`, not Degraded, not rolled back.
+fn healthy(progressing: ConditionSpec) -> Vec<ConditionSpec> {
+    use ConditionType::{Degraded, RolledBack};
+    vec![
+        progressing,
+        ConditionSpec::of(Degraded, false, Reason::Healthy, "no failed rollout"),
+        ConditionSpec::of(
+            RolledBack,
+            false,
+            Reason::NoRollback,
+            "nothing was rolled back",
+        ),
+    ]
+}
+
 /// The rollout transition.
 pub fn transition(o: &Observed) -> Transition {
-    use reason::*;
+    use ConditionType::{Degraded, Progressing, RolledBack};
     let previous = o.previous.cloned().unwrap_or_default();
     let mut status = previous.clone();
     let Some(deployment) = o.deployment else {
         return Transition {
             template: Template::Desired,
-            conditions: vec![
-                ConditionSpec::new(
-                    PROGRESSING,
-                    true,
-                    ROLLOUT_IN_PROGRESS,
-                    "creating the Deployment",
-                ),
-                ConditionSpec::new(DEGRADED, false, HEALTHY, "no failed rollout"),
-                ConditionSpec::new(ROLLED_BACK, false, NO_ROLLBACK, "nothing was rolled back"),
-            ],
+            conditions: healthy(ConditionSpec::of(
+                Progressing,
+                true,
+                Reason::RolloutInProgress,
+                "creating the Deployment",
+            )),
             status,
         };
     };
@@ -206,22 +192,22 @@ pub fn transition(o: &Observed) -> Transition {
         }
     };
     let progressing = match &progress {
-        Phase::Underway(m) => ConditionSpec::new(
-            PROGRESSING,
+        Phase::Underway(m) => ConditionSpec::of(
+            Progressing,
             true,
-            ROLLOUT_IN_PROGRESS,
+            Reason::RolloutInProgress,
             format!("{}: {m}", describe(&live)),
         ),
-        Phase::Complete(m) => ConditionSpec::new(
-            PROGRESSING,
+        Phase::Complete(m) => ConditionSpec::of(
+            Progressing,
             true,
-            NEW_REVISION_AVAILABLE,
+            Reason::NewRevisionAvailable,
             format!("{} is available: {m}", describe(&live)),
         ),
-        Phase::DeadlineExceeded(m) => ConditionSpec::new(
-            PROGRESSING,
+        Phase::DeadlineExceeded(m) => ConditionSpec::of(
+            Progressing,
             false,
-            PROGRESS_DEADLINE_EXCEEDED,
+            Reason::ProgressDeadlineExceeded,
             format!("{} made no progress: {m}", describe(&live)),
         ),
     };
@@ -273,11 +259,11 @@ pub fn transition(o: &Observed) -> Transition {
                 template: Template::Keep,
                 conditions: vec![
                     progressing,
-                    ConditionSpec::new(DEGRADED, false, HEALTHY, "no failed rollout"),
-                    ConditionSpec::new(
-                        ROLLED_BACK,
+                    ConditionSpec::of(Degraded, false, Reason::Healthy, "no failed rollout"),
+                    ConditionSpec::of(
+                        RolledBack,
                         true,
-                        MANUAL_ROLLBACK,
+                        Reason::ManualRollback,
                         format!(
                             "the Deployment was rolled back by hand to {}; Shoal keeps it until the Microservice changes",
                             describe(&live)
@@ -290,16 +276,12 @@ pub fn transition(o: &Observed) -> Transition {
         // The spec changed (or someone edited the template): roll forward.
         return Transition {
             template: Template::Desired,
-            conditions: vec![
-                ConditionSpec::new(
-                    PROGRESSING,
-                    true,
-                    ROLLOUT_IN_PROGRESS,
-                    format!("rolling out generation {}", o.generation),
-                ),
-                ConditionSpec::new(DEGRADED, false, HEALTHY, "no failed rollout"),
-                ConditionSpec::new(ROLLED_BACK, false, NO_ROLLBACK, "nothing was rolled back"),
-            ],
+            conditions: healthy(ConditionSpec::of(
+                Progressing,
+                true,
+                Reason::RolloutInProgress,
+                format!("rolling out generation {}", o.generation),
+            )),
             status,
         };
     }
@@ -307,10 +289,10 @@ pub fn transition(o: &Observed) -> Transition {
     // The live template is the desired one.
     if let Phase::DeadlineExceeded(message) = &progress {
         set_head(&mut status, RevisionOutcome::Failed);
-        let degraded = ConditionSpec::new(
-            DEGRADED,
+        let degraded = ConditionSpec::of(
+            Degraded,
             true,
-            PROGRESS_DEADLINE_EXCEEDED,
+            Reason::ProgressDeadlineExceeded,
             format!("the rollout of {} failed: {message}", describe(&live)),
         );
         let good = previous
@@ -341,17 +323,17 @@ pub fn transition(o: &Observed) -> Transition {
             return Transition {
                 template: Template::Restore(Box::new(template)),
                 conditions: vec![
-                    ConditionSpec::new(
-                        PROGRESSING,
+                    ConditionSpec::of(
+                        Progressing,
                         true,
-                        ROLLOUT_IN_PROGRESS,
+                        Reason::RolloutInProgress,
                         format!("rolling back to {}", describe(&good)),
                     ),
                     degraded,
-                    ConditionSpec::new(
-                        ROLLED_BACK,
+                    ConditionSpec::of(
+                        RolledBack,
                         true,
-                        PROGRESS_DEADLINE_EXCEEDED,
+                        Reason::ProgressDeadlineExceeded,
                         format!(
                             "{} exceeded its progress deadline; restored {}. The failed spec is not retried until the Microservice changes",
                             describe(&live),
@@ -371,24 +353,20 @@ pub fn transition(o: &Observed) -> Transition {
             template: Template::Desired,
             conditions: vec![
                 progressing,
-                ConditionSpec::new(
-                    DEGRADED,
+                ConditionSpec::of(
+                    Degraded,
                     true,
-                    PROGRESS_DEADLINE_EXCEEDED,
+                    Reason::ProgressDeadlineExceeded,
                     format!("{}; {why}", degraded.message),
                 ),
-                ConditionSpec::new(ROLLED_BACK, false, NO_ROLLBACK, why),
+                ConditionSpec::of(RolledBack, false, Reason::NoRollback, why),
             ],
             status,
         };
     }
     Transition {
         template: Template::Desired,
-        conditions: vec![
-            progressing,
-            ConditionSpec::new(DEGRADED, false, HEALTHY, "no failed rollout"),
-            ConditionSpec::new(ROLLED_BACK, false, NO_ROLLBACK, "nothing was rolled back"),
-        ],
+        conditions: healthy(progressing),
         status,
     }
 }

@@ -41,29 +41,23 @@ pub fn ready_condition(deployment: Option<&Deployment>) -> ConditionSpec {
             ),
         );
     }
+    let rolling_out =
+        |message: String| ConditionSpec::of(Ready, false, Reason::RolloutInProgress, message);
     if !observed {
-        return ConditionSpec::of(
-            Ready,
-            false,
-            Reason::RolloutInProgress,
-            "waiting for the Deployment controller to observe the new revision",
+        return rolling_out(
+            "waiting for the Deployment controller to observe the new revision".to_string(),
         );
     }
     if updated < desired {
-        return ConditionSpec::of(
-            Ready,
-            false,
-            Reason::RolloutInProgress,
-            format!("{updated} of {desired} replicas updated to the new revision"),
-        );
+        return rolling_out(format!(
+            "{updated} of {desired} replicas updated to the new revision"
+        ));
     }
     if total > updated {
-        return ConditionSpec::of(
-            Ready,
-            false,
-            Reason::RolloutInProgress,
-            format!("{} old replicas pending termination", total - updated),
-        );
+        return rolling_out(format!(
+            "{} old replicas pending termination",
+            total - updated
+        ));
     }
     if available < desired {
         return ConditionSpec::of(

@@ -1,6 +1,10 @@
 //! Tests of the rollout transition, on Deployments and ReplicaSets built by hand.
 
 use super::*;
+
+const PROGRESSING: &str = ConditionType::Progressing.as_str();
+const DEGRADED: &str = ConditionType::Degraded.as_str();
+const ROLLED_BACK: &str = ConditionType::RolledBack.as_str();
 use crate::test_support::{self, DeploymentAt, pod_template as template};
 use k8s_openapi::api::apps::v1::ReplicaSetSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -74,7 +78,7 @@ fn a_completed_rollout_is_the_last_good_revision() {
     assert_eq!(t.template, Template::Desired);
     assert_eq!(
         reason_of(&t, PROGRESSING),
-        Some((reason::NEW_REVISION_AVAILABLE, true))
+        Some((Reason::NewRevisionAvailable.as_str(), true))
     );
     assert_eq!(
         t.status.last_good.as_ref().and_then(|g| g.image.as_deref()),
@@ -111,7 +115,7 @@ fn a_spec_change_rolls_forward_and_grows_the_history() {
     assert_eq!(t.template, Template::Desired);
     assert_eq!(
         reason_of(&t, PROGRESSING),
-        Some((reason::ROLLOUT_IN_PROGRESS, true))
+        Some((Reason::RolloutInProgress.as_str(), true))
     );
     let d2 = deployment("app:2", "h2", 4, 2, false, false);
     let t = transition(&Observed {
@@ -155,7 +159,7 @@ fn kubectl_rollout_undo_is_kept_and_reported() {
     assert_eq!(t.template, Template::Keep);
     assert_eq!(
         reason_of(&t, ROLLED_BACK),
-        Some((reason::MANUAL_ROLLBACK, true))
+        Some((Reason::ManualRollback.as_str(), true))
     );
     let message = &t
         .conditions
@@ -251,11 +255,11 @@ fn a_failed_rollout_restores_the_last_good_revision_once() {
     );
     assert_eq!(
         reason_of(&t, DEGRADED),
-        Some((reason::PROGRESS_DEADLINE_EXCEEDED, true))
+        Some((Reason::ProgressDeadlineExceeded.as_str(), true))
     );
     assert_eq!(
         reason_of(&t, ROLLED_BACK),
-        Some((reason::PROGRESS_DEADLINE_EXCEEDED, true))
+        Some((Reason::ProgressDeadlineExceeded.as_str(), true))
     );
     assert_eq!(t.status.held_generation, Some(2));
     let restored = deployment("app:1", "h1", 5, 3, true, false);
@@ -296,11 +300,11 @@ fn without_auto_rollback_the_failure_is_only_reported() {
     assert_eq!(t.template, Template::Desired);
     assert_eq!(
         reason_of(&t, DEGRADED),
-        Some((reason::PROGRESS_DEADLINE_EXCEEDED, true))
+        Some((Reason::ProgressDeadlineExceeded.as_str(), true))
     );
     assert_eq!(
         reason_of(&t, ROLLED_BACK),
-        Some((reason::NO_ROLLBACK, false))
+        Some((Reason::NoRollback.as_str(), false))
     );
 }
 
