@@ -81,16 +81,15 @@ impl Live {
         &'a self,
         ms: &'a Microservice,
         valid: &ValidatedMicroservice,
-        desired_template_hash: &'a str,
-        revisions: &'a [&'a ReplicaSet],
+        children: &'a Children,
     ) -> rollout::Observed<'a> {
         rollout::Observed {
             generation: valid.generation,
-            desired_template_hash,
+            desired_template_hash: &children.template_hash,
             auto_rollback: valid.rollout.auto_rollback,
             previous: ms.status.as_ref().and_then(|s| s.rollout.as_ref()),
             deployment: self.deployment.as_deref(),
-            replica_sets: revisions,
+            replica_sets: &self.replica_sets,
         }
     }
 }
@@ -104,6 +103,13 @@ pub struct Applied {
     pub writes: Vec<String>,
 }
 
+impl Applied {
+    /// The freshest view of the Deployment.
+    pub fn deployment(&self) -> Option<&Deployment> {
+        self.deployment.as_deref()
+    }
+}
+
 /// Applies every child that differs from its live copy (the Deployment as the rollout's
 /// `template` says) and deletes optional children the spec no longer asks for.
 pub async fn apply(
@@ -112,7 +118,7 @@ pub async fn apply(
     valid: &ValidatedMicroservice,
     children: Children,
     live: &Live,
-    template: &Template,
+    transition: &rollout::Transition,
 ) -> Result<Applied> {
     // Destructured without `..`: a new child that nobody applies fails to compile.
     let Children {
@@ -136,7 +142,8 @@ pub async fn apply(
         // Immutable and content-addressed: it exists with the right content, or not at all.
         step.apply(&config_map, false).await?;
     }
-    step.deployment(&deployment, live, template).await?;
+    step.deployment(&deployment, live, &transition.template)
+        .await?;
     if needs_apply(&service, live.service.as_deref()) {
         step.apply(&service, live.service.is_some()).await?;
     }

@@ -32,29 +32,11 @@ pub async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Actio
     };
     let children = render::render(&valid); // no client
     let live = Live::from_stores(&ctx.stores, &valid); // no client (watch caches)
-    let revisions: Vec<_> = live.replica_sets.iter().map(|rs| &**rs).collect(); // no client
-    let mut transition =
-        rollout::transition(&live.observed(&ms, &valid, &children.template_hash, &revisions)); // no client
-    let applied = apply::apply(&ctx, &ms, &valid, children, &live, &transition.template).await?; // client
-    rollout::record_apply(
-        &mut transition,
-        valid.generation,
-        applied.deployment.as_deref(),
-    ); // no client
-    let new = status::valid_status(
-        &ms,
-        &valid,
-        applied.deployment.as_deref(),
-        &transition,
-        &now(),
-    ); // no client
-    write_status(
-        &ctx,
-        &ms,
-        &new,
-        status::events_for(ms.status.as_ref(), &new),
-    )
-    .await?; // client
+    let mut transition = rollout::transition(&live.observed(&ms, &valid, &children)); // no client
+    let applied = apply::apply(&ctx, &ms, &valid, children, &live, &transition).await?; // client
+    transition.record_apply(valid.generation, applied.deployment()); // no client
+    let new = status::valid_status(&ms, &valid, applied.deployment(), &transition, &now()); // no client
+    write_status(&ctx, &ms, &new).await?; // client
     ctx.forget_failures(&ms);
     Ok(Action::requeue(ctx.resync))
 }
@@ -63,24 +45,20 @@ pub async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Actio
 async fn report_invalid(ctx: &Context, ms: &Microservice, invalid: &InvalidSpec) -> Result<Action> {
     let new = status::invalid_status(ms, invalid, &now());
     if status::needs_write(ms.status.as_ref(), &new) {
-        write_status(ctx, ms, &new, Vec::new()).await?;
+        write_status(ctx, ms, &new).await?;
         publish(ctx, ms, status::invalid_spec_event(invalid)).await;
     }
     ctx.forget_failures(ms);
     Ok(Action::await_change())
 }
 
-/// Publishes `events`, then writes the controller's part of `new` when it changed.
-async fn write_status(
-    ctx: &Context,
-    ms: &Microservice,
-    new: &MicroserviceStatus,
-    events: Vec<EventSpec>,
-) -> Result<()> {
+/// When the controller's part of the status changed: publishes the Events of the change
+/// ([`status::events_for`]), then writes it.
+async fn write_status(ctx: &Context, ms: &Microservice, new: &MicroserviceStatus) -> Result<()> {
     if !status::needs_write(ms.status.as_ref(), new) {
         return Ok(());
     }
-    for event in events {
+    for event in status::events_for(ms.status.as_ref(), new) {
         publish(ctx, ms, event).await;
     }
     let name = ms

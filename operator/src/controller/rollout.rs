@@ -4,6 +4,7 @@
 //! template, events) stay in the apply step; [`deployment_to_apply`] assembles what it applies.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
@@ -43,7 +44,7 @@ pub struct Observed<'a> {
     /// The live Deployment, if it exists.
     pub deployment: Option<&'a Deployment>,
     /// The Deployment's ReplicaSets.
-    pub replica_sets: &'a [&'a ReplicaSet],
+    pub replica_sets: &'a [Arc<ReplicaSet>],
 }
 
 /// The transition's result.
@@ -387,14 +388,17 @@ pub fn deployment_to_apply(template: &Template, rendered: &Deployment) -> Option
     }
 }
 
-/// Records an apply of the desired template: as of this generation the Deployment runs
-/// Shoal's template, so a later change of its generation that brings back an older template
-/// is a `kubectl rollout undo`. `deployment` is the freshest view (as applied, else cached).
-pub fn record_apply(transition: &mut Transition, generation: i64, deployment: Option<&Deployment>) {
-    if transition.template == Template::Desired {
-        transition.status.applied_generation = Some(generation);
-        transition.status.applied_deployment_generation =
-            deployment.and_then(|d| d.metadata.generation);
+impl Transition {
+    /// Records an apply of the desired template: as of this generation the Deployment runs
+    /// Shoal's template, so a later change of its generation that brings back an older
+    /// template is a `kubectl rollout undo`. `deployment` is the freshest view (as applied,
+    /// else cached).
+    pub fn record_apply(&mut self, generation: i64, deployment: Option<&Deployment>) {
+        if self.template == Template::Desired {
+            self.status.applied_generation = Some(generation);
+            self.status.applied_deployment_generation =
+                deployment.and_then(|d| d.metadata.generation);
+        }
     }
 }
 

@@ -36,8 +36,8 @@ fn deployment(
     d
 }
 
-fn replica_set(image: &str, hash: &str, revision: i64) -> ReplicaSet {
-    ReplicaSet {
+fn replica_set(image: &str, hash: &str, revision: i64) -> Arc<ReplicaSet> {
+    Arc::new(ReplicaSet {
         metadata: ObjectMeta {
             annotations: Some(BTreeMap::from([(
                 REVISION_ANNOTATION.to_string(),
@@ -54,7 +54,7 @@ fn replica_set(image: &str, hash: &str, revision: i64) -> ReplicaSet {
             ..Default::default()
         }),
         status: None,
-    }
+    })
 }
 
 fn reason_of<'a>(t: &'a Transition, type_: &str) -> Option<(&'a str, bool)> {
@@ -154,7 +154,7 @@ fn kubectl_rollout_undo_is_kept_and_reported() {
         auto_rollback: true,
         previous: Some(&previous),
         deployment: Some(&undone),
-        replica_sets: &[&rs1, &rs2],
+        replica_sets: &[rs1.clone(), rs2.clone()],
     });
     assert_eq!(t.template, Template::Keep);
     assert_eq!(
@@ -179,7 +179,7 @@ fn kubectl_rollout_undo_is_kept_and_reported() {
         auto_rollback: true,
         previous: Some(&t.status),
         deployment: Some(&undone),
-        replica_sets: &[&rs1, &rs2],
+        replica_sets: &[rs1.clone(), rs2.clone()],
     });
     assert_eq!(again.template, Template::Keep);
     let forward = transition(&Observed {
@@ -188,7 +188,7 @@ fn kubectl_rollout_undo_is_kept_and_reported() {
         auto_rollback: true,
         previous: Some(&t.status),
         deployment: Some(&undone),
-        replica_sets: &[&rs1, &rs2],
+        replica_sets: &[rs1.clone(), rs2.clone()],
     });
     assert_eq!(forward.template, Template::Desired);
 }
@@ -209,7 +209,7 @@ fn a_stale_cache_is_not_mistaken_for_an_undo() {
         auto_rollback: true,
         previous: Some(&previous),
         deployment: Some(&stale),
-        replica_sets: &[&rs1],
+        replica_sets: std::slice::from_ref(&rs1),
     });
     assert_eq!(t.template, Template::Desired);
 }
@@ -234,7 +234,7 @@ fn a_failed_rollout_restores_the_last_good_revision_once() {
         auto_rollback: true,
         previous: Some(&previous),
         deployment: Some(&failed),
-        replica_sets: &[&rs1],
+        replica_sets: std::slice::from_ref(&rs1),
     });
     let Template::Restore(template) = &t.template else {
         panic!("expected a restore, got {:?}", t.template)
@@ -269,7 +269,7 @@ fn a_failed_rollout_restores_the_last_good_revision_once() {
         auto_rollback: true,
         previous: Some(&t.status),
         deployment: Some(&restored),
-        replica_sets: &[&rs1],
+        replica_sets: std::slice::from_ref(&rs1),
     });
     assert_eq!(
         next.template,
@@ -295,7 +295,7 @@ fn without_auto_rollback_the_failure_is_only_reported() {
         auto_rollback: false,
         previous: Some(&previous),
         deployment: Some(&failed),
-        replica_sets: &[&rs1],
+        replica_sets: std::slice::from_ref(&rs1),
     });
     assert_eq!(t.template, Template::Desired);
     assert_eq!(

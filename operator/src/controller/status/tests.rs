@@ -126,7 +126,7 @@ fn events_report_progress_failures_and_their_end() {
     let first = events_for(None, &status_with(&healthy));
     assert_eq!(first.len(), 1);
     assert_eq!(
-        (first[0].type_.clone(), first[0].reason.as_str()),
+        (first[0].type_, first[0].reason.as_str()),
         (EventType::Normal, "RolloutInProgress")
     );
     let failed = [
