@@ -130,22 +130,27 @@ fn healthy(progressing: ConditionSpec) -> Vec<ConditionSpec> {
     ]
 }
 
+/// Apply the desired template: a rollout starts.
+fn roll_forward(message: impl Into<String>, status: RolloutStatus) -> Transition {
+    Transition {
+        template: Template::Desired,
+        conditions: healthy(ConditionSpec::of(
+            ConditionType::Progressing,
+            true,
+            Reason::RolloutInProgress,
+            message,
+        )),
+        status,
+    }
+}
+
 /// The rollout transition.
 pub fn transition(o: &Observed) -> Transition {
     use ConditionType::{Degraded, Progressing, RolledBack};
     let previous = o.previous.cloned().unwrap_or_default();
     let mut status = previous.clone();
     let Some(deployment) = o.deployment else {
-        return Transition {
-            template: Template::Desired,
-            conditions: healthy(ConditionSpec::of(
-                Progressing,
-                true,
-                Reason::RolloutInProgress,
-                "creating the Deployment",
-            )),
-            status,
-        };
+        return roll_forward("creating the Deployment", status);
     };
     let template = deployment.spec.as_ref().map(|s| &s.template);
     let live_revision = annotation(
@@ -275,16 +280,7 @@ pub fn transition(o: &Observed) -> Transition {
             };
         }
         // The spec changed (or someone edited the template): roll forward.
-        return Transition {
-            template: Template::Desired,
-            conditions: healthy(ConditionSpec::of(
-                Progressing,
-                true,
-                Reason::RolloutInProgress,
-                format!("rolling out generation {}", o.generation),
-            )),
-            status,
-        };
+        return roll_forward(format!("rolling out generation {}", o.generation), status);
     }
 
     // The live template is the desired one.
