@@ -27,15 +27,18 @@ test: deps cluster-bin image
 	cargo build --workspace --bins
 	cargo test --workspace --no-fail-fast -- --test-threads=4
 
-## unit: only the tests that need no cluster.
+# The operator's integration tests except chart.rs, which runs the real helm (make test runs it).
+UNIT_TESTS := $(foreach t,$(filter-out chart,$(basename $(notdir $(wildcard operator/tests/*.rs)))),--test $(t))
+
+## unit: only the tests that need nothing outside Rust (no cluster, no helm).
 unit:
-	cargo test -p shoal
+	cargo test -p shoal --lib $(UNIT_TESTS)
 
 ## deps: Debian packages the test bed needs (Prometheus).
 deps:
 	@command -v prometheus >/dev/null || { echo "installing prometheus (Debian package)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
-	  pkill -x prometheus || true; }
+	  { systemctl disable --now prometheus || service prometheus stop; } >/dev/null 2>&1 || true; }
 
 ## cluster-bin: the Go-built control plane (etcd, kube-apiserver, controller-manager, scheduler, KWOK, metrics-server), kubectl and helm.
 cluster-bin:

@@ -1,28 +1,14 @@
-//! Status conditions as data: types and reasons as constants, and the merge that keeps
-//! `lastTransitionTime` unless the status flips.
+//! Status conditions as data (types and reasons come from [`crate::vocabulary`]), and the
+//! merge that keeps `lastTransitionTime` unless the status flips.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-/// Condition type: the service is available at its desired replica count.
-pub const READY: &str = "Ready";
-
-/// Reason: every desired replica is updated and available.
-pub const REASON_AVAILABLE: &str = "Available";
-/// Reason: the spec is invalid in a way the schema could not catch.
-pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
-/// Reason: the children are being created.
-pub const REASON_CREATING: &str = "Creating";
-/// Reason: a rollout is in progress.
-pub const REASON_ROLLOUT_IN_PROGRESS: &str = "RolloutInProgress";
-/// Reason: fewer replicas are available than desired.
-pub const REASON_REPLICAS_UNAVAILABLE: &str = "ReplicasUnavailable";
-/// Reason: the Deployment made no progress within its deadline.
-pub const REASON_PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
+use crate::vocabulary::{ConditionType, Reason};
 
 /// A condition without its timestamp: what the pure status functions produce.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConditionSpec {
-    /// Condition type, e.g. [`READY`].
+    /// Condition type, e.g. `Ready`.
     pub type_: &'static str,
     /// True or False.
     pub status: bool,
@@ -46,6 +32,16 @@ impl ConditionSpec {
             reason,
             message: message.into(),
         }
+    }
+
+    /// One of the controller's conditions.
+    pub fn of(
+        type_: ConditionType,
+        status: bool,
+        reason: Reason,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::new(type_.as_str(), status, reason.as_str(), message)
     }
 }
 
@@ -90,6 +86,10 @@ pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Conditio
 #[cfg(test)]
 mod tests {
     use super::*;
+    const READY: &str = ConditionType::Ready.as_str();
+    const REASON_CREATING: &str = Reason::Creating.as_str();
+    const REASON_ROLLOUT_IN_PROGRESS: &str = Reason::RolloutInProgress.as_str();
+    const REASON_AVAILABLE: &str = Reason::Available.as_str();
 
     fn time(s: &str) -> Time {
         Time(s.parse().expect("timestamp"))

@@ -1,40 +1,76 @@
-//! The operator's error type, with a retry class and a metric label per variant.
+//! The operator's error type: one variant per stage of the pipeline, so that logs and the
+//! error metric (`shoal_reconcile_errors_total{reason=...}`) say which stage failed.
 
 use thiserror::Error;
 
-/// Everything that can go wrong in a reconcile.
+/// Everything that can go wrong in a reconcile or a scaling tick.
 #[derive(Debug, Error)]
 pub enum Error {
-    /// The Kubernetes API refused or failed a request.
+    /// The object lacks metadata the apiserver always sets (name, namespace, uid).
+    #[error("object has no {0}")]
+    MissingMetadata(&'static str),
+    /// Server-side apply of a child was refused or failed.
+    #[error("applying {kind} {name}: {source}")]
+    Apply {
+        /// Kind of the child.
+        kind: &'static str,
+        /// Name of the child.
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// Deleting a child (an optional child no longer wanted, a stale ConfigMap) failed.
+    #[error("deleting {kind} {name}: {source}")]
+    Delete {
+        /// Kind of the child.
+        kind: &'static str,
+        /// Name of the child.
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// Writing the status subresource failed.
+    #[error("writing status of {kind} {name}: {source}")]
+    Status {
+        /// Kind of the object.
+        kind: &'static str,
+        /// Name of the object.
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// Writing the scale subresource failed.
+    #[error("scaling Deployment {name} to {replicas}: {source}")]
+    Scale {
+        /// Name of the Deployment.
+        name: String,
+        /// The replica count that was to be written.
+        replicas: i32,
+        #[source]
+        source: kube::Error,
+    },
+    /// A read from the apiserver (outside the watch caches) failed.
     #[error("{action}: {source}")]
-    Kube {
-        /// What the operator was doing.
+    Query {
+        /// What the operator was reading.
         action: String,
         #[source]
         source: kube::Error,
     },
-    /// The object lacks metadata the apiserver always sets (name, namespace, uid).
-    #[error("object has no {0}")]
-    MissingMetadata(&'static str),
     /// A reconcile did not finish in time (a request that never answered); it is retried.
     #[error("reconcile did not finish within {0:?}")]
     Timeout(std::time::Duration),
 }
 
 impl Error {
-    /// Wraps a kube error with what the operator was doing.
-    pub fn kube(action: impl Into<String>, source: kube::Error) -> Self {
-        Error::Kube {
-            action: action.into(),
-            source,
-        }
-    }
-
-    /// Short label for metrics and events.
+    /// The stage that failed, as the label of the error metric and in logs.
     pub fn metric_label(&self) -> &'static str {
         match self {
-            Error::Kube { .. } => "kube",
-            Error::MissingMetadata(_) => "missing_metadata",
+            Error::MissingMetadata(_) => "validate",
+            Error::Apply { .. } | Error::Delete { .. } => "apply",
+            Error::Status { .. } => "status",
+            Error::Scale { .. } => "scale",
+            Error::Query { .. } => "query",
             Error::Timeout(_) => "timeout",
         }
     }
@@ -42,3 +78,27 @@ impl Error {
 
 /// Result with the operator's error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_metric_label_names_the_stage() {
+        let refused = || kube::Error::LinesCodecMaxLineLengthExceeded;
+        let apply = Error::Apply {
+            kind: "Deployment",
+            name: "shop".into(),
+            source: refused(),
+        };
+        assert_eq!(apply.metric_label(), "apply");
+        assert!(apply.to_string().starts_with("applying Deployment shop: "));
+        let status = Error::Status {
+            kind: "Microservice",
+            name: "shop".into(),
+            source: refused(),
+        };
+        assert_eq!(status.metric_label(), "status");
+        assert_eq!(Error::MissingMetadata("name").metric_label(), "validate");
+    }
+}

@@ -1,28 +1,31 @@
 //! Shoal: a Kubernetes operator and horizontal autoscaler for Microservices.
 //!
-//! The reconcile pipeline is `validate -> build -> apply -> update_status`:
-//! [`validate`] turns a Microservice into a [`validate::ValidatedMicroservice`], the
-//! [`build`] functions render each child from it and cannot fail, [`status`] computes
-//! conditions as pure data, and [`controller`] is the one module with side effects.
+//! Two loops share one vocabulary. The [`controller`] reconciles each Microservice through
+//! `validate -> render -> rollout -> apply -> status`: [`validate`] turns it into a
+//! [`validate::ValidatedMicroservice`] with every default resolved, the renderers and the
+//! rollout and status functions are pure, and only the apply and status writes talk to the
+//! cluster. The [`autoscaler`] reads metrics and writes the scale subresource. Both use
+//! [`kube_ext`] for their API calls; `docs/architecture.md` says which module may use which.
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod autoscaler;
-pub mod build;
 pub mod cli;
 pub mod condition_metrics;
 pub mod conditions;
 pub mod controller;
 pub mod crd;
-pub mod diff;
 pub mod error;
-pub mod events;
+pub mod kube_ext;
 pub mod leader;
 pub mod metrics;
-pub mod rollout;
+pub mod progress;
 pub mod server;
-pub mod status;
 pub mod telemetry;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
 pub mod validate;
+pub mod vocabulary;
 
 /// Field manager of the controller's server-side applies.
 pub const FIELD_MANAGER: &str = "shoal";

@@ -6,7 +6,7 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = shoal::cli::Cli::parse();
-    match shoal::cli::execute(cli).await {
+    match shoal::app::execute(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("shoal: {err:#}");

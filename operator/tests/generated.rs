@@ -4,7 +4,7 @@ mod support;
 
 #[test]
 fn crd_yaml_matches_shoal_crd_output() {
-    let generated = shoal::cli::crd_yaml().expect("CRD serialises");
+    let generated = shoal::app::crd_yaml().expect("CRD serialises");
     let committed = std::fs::read_to_string(support::repo_root().join("crds/microservice.yaml"))
         .expect("crds/microservice.yaml exists");
     assert!(

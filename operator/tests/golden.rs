@@ -3,7 +3,8 @@
 
 mod support;
 
-use shoal::{build, validate};
+use shoal::controller::render as build;
+use shoal::validate;
 
 fn render_yaml(children: &build::Children) -> String {
     let mut docs = vec![

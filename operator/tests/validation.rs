@@ -123,6 +123,21 @@ fn operator_validation_names_the_field() {
             "ok",
             "spec.resources.requests.cpu",
         ),
+        (
+            "  image: x\n  autoscaling: {maxReplicas: 3, requestRate: {targetPerReplica: 5, query: 'sum(rate(x[1m])'}}\n",
+            "ok",
+            "spec.autoscaling.requestRate.query",
+        ),
+        (
+            "  image: x\n  autoscaling: {maxReplicas: 3, requestRate: {targetPerReplica: 5, selector: 'code=~'}}\n",
+            "ok",
+            "spec.autoscaling.requestRate.selector",
+        ),
+        (
+            "  image: x\n  autoscaling: {maxReplicas: 3, requestRate: {targetPerReplica: 5}, behavior: {scaleUp: {tolerance: ten}}}\n",
+            "ok",
+            "spec.autoscaling.behavior.scaleUp.tolerance",
+        ),
     ];
     for (spec, name, field) in cases {
         let error = operator_error(spec, name);

@@ -4,8 +4,7 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{Patch, PatchParams};
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::{Api, Client, Resource};
 use tracing::{info, warn};
 
@@ -15,6 +14,7 @@ use super::status;
 use crate::AUTOSCALER_FIELD_MANAGER;
 use crate::conditions::ConditionSpec;
 use crate::crd::{AutoscalerStatus, Microservice};
+use crate::kube_ext::{self, EventSink};
 use crate::metrics::Metrics;
 
 /// One Microservice's decision and the status that goes with it.
@@ -48,7 +48,7 @@ pub enum Outcome {
 /// Writes the scale (when it changes) and the status (when it changed).
 pub async fn act(
     client: &Client,
-    recorder: &crate::events::EventSink,
+    recorder: &EventSink,
     plan: Plan,
     metrics: &Metrics,
     now: &Time,
@@ -69,19 +69,13 @@ pub async fn act(
         metrics.scale_decision(current, decision.desired);
         let explanation = status::explain(&status);
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), &valid.namespace);
-        let body = serde_json::json!({
-            "apiVersion": "autoscaling/v1",
-            "kind": "Scale",
-            "metadata": {"name": valid.name},
-            "spec": {"replicas": decision.desired},
-        });
-        let wanted = match deployments
-            .patch_scale(
-                &valid.name,
-                &PatchParams::apply(AUTOSCALER_FIELD_MANAGER).force(),
-                &Patch::Apply(&body),
-            )
-            .await
+        let wanted = match kube_ext::scale(
+            &deployments,
+            &valid.name,
+            decision.desired,
+            AUTOSCALER_FIELD_MANAGER,
+        )
+        .await
         {
             Ok(_) => {
                 info!(namespace = %valid.namespace, name = %valid.name, from = current, to = decision.desired, %explanation, "scaled");
@@ -133,18 +127,8 @@ pub async fn act(
     }
     if let Some(body) = status::patch(ms.status.as_ref(), &status, &conditions) {
         let api: Api<Microservice> = Api::namespaced(client.clone(), &valid.namespace);
-        let body = serde_json::json!({
-            "apiVersion": Microservice::api_version(&()),
-            "kind": Microservice::kind(&()),
-            "status": body,
-        });
-        if let Err(err) = api
-            .patch_status(
-                &valid.name,
-                &PatchParams::apply(AUTOSCALER_FIELD_MANAGER).force(),
-                &Patch::Apply(&body),
-            )
-            .await
+        if let Err(err) =
+            kube_ext::apply_status(&api, &valid.name, body, AUTOSCALER_FIELD_MANAGER).await
         {
             warn!(name = %valid.name, error = %err, "autoscaler status write failed");
         }
@@ -154,12 +138,12 @@ pub async fn act(
 
 /// The apiserver's own message for a refused request (the kube error's Display carries
 /// the whole Status), or the error's text.
-fn short_error(err: &kube::Error) -> String {
-    match err {
-        kube::Error::Api(status) if !status.message.is_empty() => {
+fn short_error(err: &crate::error::Error) -> String {
+    match std::error::Error::source(err).and_then(|s| s.downcast_ref::<kube::Error>()) {
+        Some(kube::Error::Api(status)) if !status.message.is_empty() => {
             format!("{} ({})", status.message, status.code)
         }
-        other => other.to_string(),
+        _ => err.to_string(),
     }
 }
 
@@ -176,22 +160,15 @@ fn truncate(text: String, max: usize) -> String {
 }
 
 async fn publish(
-    recorder: &crate::events::EventSink,
+    recorder: &EventSink,
     reference: &k8s_openapi::api::core::v1::ObjectReference,
     type_: EventType,
     reason: &str,
     note: String,
 ) {
-    let event = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(truncate(note, 1000)),
-        action: "Scale".into(),
-        secondary: None,
-    };
-    if let Err(err) = recorder.publish(&event, reference).await {
-        warn!(error = %err, reason, "could not publish an event");
-    }
+    recorder
+        .publish(reference, type_, reason, "Scale", truncate(note, 1000))
+        .await;
 }
 
 #[cfg(test)]

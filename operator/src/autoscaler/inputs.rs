@@ -14,66 +14,18 @@ use kube::runtime::reflector::ObjectRef;
 
 use super::decision::{Metric, MetricKind, PodSample, PodState, Reading};
 use super::source::{self, Batch, MetricError, MetricsConfig};
-use crate::build::INSTANCE_LABEL;
-use crate::crd::{Microservice, ScalingBehavior};
+use crate::crd::Microservice;
 use crate::metrics::Metrics;
-use crate::validate::{Engine, ValidatedMicroservice, parse_quantity};
-
-/// The request-rate settings of a Microservice.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RequestRateSettings {
-    /// Requests per second one replica should serve.
-    pub target_per_replica: f64,
-    /// A query of its own.
-    pub query: Option<String>,
-    /// A request metric of its own.
-    pub metric: Option<String>,
-    /// Extra label matchers.
-    pub selector: Option<String>,
-}
-
-/// What the loop needs of a Microservice it scales, defaults resolved.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Settings {
-    /// minReplicas.
-    pub min: i32,
-    /// maxReplicas.
-    pub max: i32,
-    /// Autoscaling is paused.
-    pub paused: bool,
-    /// Scaling behavior as given.
-    pub behavior: Option<ScalingBehavior>,
-    /// (replicas, after failures).
-    pub fallback: Option<(i32, u32)>,
-    /// CPU target utilization in percent.
-    pub cpu_target: Option<i32>,
-    /// Request-rate target.
-    pub request_rate: Option<RequestRateSettings>,
-}
+use crate::progress::Progress;
+use crate::validate::{Scaling, ShoalScaling, ValidatedMicroservice, parse_quantity};
+use crate::vocabulary::INSTANCE_LABEL;
 
 /// The settings of a Microservice whose engine is Shoal.
-pub fn settings(valid: &ValidatedMicroservice) -> Option<Settings> {
-    if valid.engine != Engine::Shoal {
-        return None;
+pub fn settings(valid: &ValidatedMicroservice) -> Option<ShoalScaling> {
+    match &valid.scaling {
+        Scaling::Shoal(s) => Some(s.clone()),
+        Scaling::Fixed(_) | Scaling::Hpa(_) => None,
     }
-    let a = valid.spec.autoscaling.as_ref()?;
-    Some(Settings {
-        min: a.min_replicas,
-        max: a.max_replicas,
-        paused: a.paused == Some(true),
-        behavior: a.behavior.clone(),
-        fallback: a
-            .fallback
-            .as_ref()
-            .map(|f| (f.replicas, f.after_failures.unwrap_or(3).max(1) as u32)),
-        cpu_target: a.cpu.as_ref().map(|c| c.target_utilization),
-        request_rate: a.request_rate.as_ref().map(|r| RequestRateSettings {
-            target_per_replica: r.target_per_replica,
-            query: r.query.clone(),
-            metric: r.metric.clone(),
-            selector: r.selector.clone(),
-        }),
-    })
 }
 
 /// A Microservice the loop scales this tick.
@@ -84,7 +36,7 @@ pub struct Target {
     /// Validated.
     pub valid: ValidatedMicroservice,
     /// Resolved settings.
-    pub settings: Settings,
+    pub settings: ShoalScaling,
 }
 
 impl Target {
@@ -138,13 +90,6 @@ pub struct Batches {
     pub cpu: Batch,
     /// Results of the Microservices' own queries.
     pub own: HashMap<ObjectRef<Microservice>, Result<f64, MetricError>>,
-}
-
-/// Whether a Deployment is rolling out: not yet observed, or old pods still there.
-pub fn rollout_in_progress(deployment: &Deployment) -> bool {
-    let status = deployment.status.clone().unwrap_or_default();
-    status.observed_generation.unwrap_or(0) < deployment.metadata.generation.unwrap_or(0)
-        || status.replicas.unwrap_or(0) > status.updated_replicas.unwrap_or(0)
 }
 
 /// How a pod takes part in the calculation (upstream `groupPods`, with readiness applied
@@ -280,7 +225,7 @@ pub fn observe(
                 queries.push((MetricKind::Cpu, config.cpu_query(), None));
             }
             Some(Observed {
-                rollout_in_progress: rollout_in_progress(&deployment),
+                rollout_in_progress: Progress::of(&deployment).rollout_in_progress(),
                 target,
                 current,
                 metrics,

@@ -15,14 +15,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::events::Reporter;
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
@@ -31,9 +28,10 @@ use self::decision::{Behavior, Inputs, State};
 use self::inputs::{OwnQueries, Target};
 use self::source::MetricsConfig;
 use crate::AUTOSCALER_FIELD_MANAGER;
-use crate::controller::scoped;
 use crate::crd::Microservice;
+use crate::kube_ext::{self, EventSink, scoped, spawn_cache};
 use crate::metrics::Metrics;
+use crate::vocabulary::MANAGED_SELECTOR;
 
 /// Settings of the metrics loop.
 #[derive(Clone, Debug)]
@@ -67,28 +65,9 @@ struct Loop {
     config: Config,
     caches: Caches,
     prometheus: Option<prometheus_http_query::Client>,
-    recorder: crate::events::EventSink,
+    recorder: EventSink,
     metrics: Arc<Metrics>,
     own: OwnQueries,
-}
-
-fn spawn_cache<K>(api: Api<K>, labels: Option<&str>) -> Store<K>
-where
-    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
-{
-    let (reader, writer) = reflector::store();
-    let mut config = watcher::Config::default();
-    if let Some(labels) = labels {
-        config = config.labels(labels);
-    }
-    let stream = watcher(api, config)
-        .default_backoff()
-        .modify(|o| o.managed_fields_mut().clear())
-        .reflect(writer)
-        .applied_objects();
-    tokio::spawn(stream.for_each(|_| futures::future::ready(())));
-    reader
 }
 
 /// Runs the metrics loop until `shutdown` completes.
@@ -101,14 +80,8 @@ pub async fn run(
     let ns = config.namespace.as_deref();
     let caches = Caches {
         microservices: spawn_cache(scoped::<Microservice>(&client, ns), None),
-        deployments: spawn_cache(
-            scoped::<Deployment>(&client, ns),
-            Some(crate::controller::MANAGED_SELECTOR),
-        ),
-        pods: spawn_cache(
-            scoped::<Pod>(&client, ns),
-            Some(crate::controller::MANAGED_SELECTOR),
-        ),
+        deployments: spawn_cache(scoped::<Deployment>(&client, ns), Some(MANAGED_SELECTOR)),
+        pods: spawn_cache(scoped::<Pod>(&client, ns), Some(MANAGED_SELECTOR)),
     };
     let _ = futures::join!(
         caches.microservices.wait_until_ready(),
@@ -122,13 +95,7 @@ pub async fn run(
             None
         }
     };
-    let recorder = crate::events::EventSink::new(
-        client.clone(),
-        Reporter {
-            controller: "shoal-autoscaler".into(),
-            instance: std::env::var("POD_NAME").ok(),
-        },
-    );
+    let recorder = EventSink::new(client.clone(), kube_ext::reporter("shoal-autoscaler"));
     let this = Loop {
         client,
         config,
@@ -270,7 +237,7 @@ impl Loop {
                 metrics: observed.metrics.clone(),
                 rollout_in_progress: observed.rollout_in_progress,
                 paused: settings.paused,
-                fallback: settings.fallback,
+                fallback: settings.fallback.map(|f| (f.replicas, f.after_failures)),
             };
             let (decision, state) = decision::decide(&decision_inputs, &entry.state, now_ms);
             entry.state = state;

@@ -296,6 +296,24 @@ impl TestBed {
     }
 }
 
+/// Extra flags of `shoal run` for a metrics loop that reacts within seconds (2 s ticks,
+/// 10 s rate and burst windows) with a scale-down stabilization window of
+/// `scale_down_window_seconds`: what the demo and the reaction benchmark run.
+pub fn fast_loop_flags(scale_down_window_seconds: &str) -> Vec<String> {
+    [
+        "--tick-seconds",
+        "2",
+        "--rate-window",
+        "10s",
+        "--burst-window",
+        "10s",
+        "--scale-down-window-seconds",
+        scale_down_window_seconds,
+    ]
+    .map(str::to_string)
+    .to_vec()
+}
+
 /// A running operator process.
 pub struct Operator {
     child: Child,

@@ -26,50 +26,7 @@ use crate::conditions::ConditionSpec;
 use crate::crd::{PolicyType, ScalingBehavior, ScalingRules, SelectPolicy};
 use crate::validate::parse_quantity;
 
-/// Condition type: the autoscaler can read and write the scale.
-pub const ABLE_TO_SCALE: &str = "AbleToScale";
-/// Condition type: the autoscaler has metrics to act on.
-pub const SCALING_ACTIVE: &str = "ScalingActive";
-/// Condition type: the desired count was limited (min/max or a rate policy).
-pub const SCALING_LIMITED: &str = "ScalingLimited";
-
-/// Reasons, as the HPA names them where it has a name for them.
-pub mod reason {
-    /// No change needed, or the recommendation stands as it is.
-    pub const READY_FOR_NEW_SCALE: &str = "ReadyForNewScale";
-    /// Held down by lower recommendations of the scale-up window.
-    pub const SCALE_UP_STABILIZED: &str = "ScaleUpStabilized";
-    /// Held up by higher recommendations of the scale-down window.
-    pub const SCALE_DOWN_STABILIZED: &str = "ScaleDownStabilized";
-    /// The autoscaler changed the replica count.
-    pub const SUCCEEDED_RESCALE: &str = "SucceededRescale";
-    /// Writing the scale subresource failed.
-    pub const FAILED_UPDATE_SCALE: &str = "FailedUpdateScale";
-    /// A metric was read.
-    pub const VALID_METRIC_FOUND: &str = "ValidMetricFound";
-    /// No metric could be read (or one is missing and the others would scale down):
-    /// replicas are held.
-    pub const FAILED_GET_METRICS: &str = "FailedGetMetrics";
-    /// Autoscaling is paused or the workload was scaled to zero by hand.
-    pub const SCALING_DISABLED: &str = "ScalingDisabled";
-    /// The desired count is within bounds and limits.
-    pub const DESIRED_WITHIN_RANGE: &str = "DesiredWithinRange";
-    /// Clamped up to minReplicas.
-    pub const TOO_FEW_REPLICAS: &str = "TooFewReplicas";
-    /// Clamped down to maxReplicas.
-    pub const TOO_MANY_REPLICAS: &str = "TooManyReplicas";
-    /// Limited by a scale-up policy.
-    pub const SCALE_UP_LIMIT: &str = "ScaleUpLimit";
-    /// Limited by a scale-down policy.
-    pub const SCALE_DOWN_LIMIT: &str = "ScaleDownLimit";
-    /// Scale-down held while a rollout is in progress.
-    pub const ROLLOUT_IN_PROGRESS: &str = "RolloutInProgress";
-    /// Scale-down held because a reading is incomplete (a gap in its window, pods without
-    /// a whole window of data).
-    pub const INCOMPLETE_METRICS: &str = "IncompleteMetrics";
-    /// All metrics missing for long enough: the fallback count applies.
-    pub const FALLBACK: &str = "FallbackReplicas";
-}
+pub use crate::vocabulary::scaling::{ABLE_TO_SCALE, SCALING_ACTIVE, SCALING_LIMITED, reason};
 
 /// The HPA's default tolerance in both directions.
 pub const DEFAULT_TOLERANCE: f64 = 0.1;

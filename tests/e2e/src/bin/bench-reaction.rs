@@ -25,16 +25,6 @@ const TARGET: f64 = 50.0;
 const TICK_SECONDS: f64 = 2.0;
 const SCRAPE_SECONDS: f64 = 2.0;
 const SCALE_DOWN_WINDOW: u64 = 10;
-const OPERATOR_FLAGS: [&str; 8] = [
-    "--tick-seconds",
-    "2",
-    "--rate-window",
-    "10s",
-    "--burst-window",
-    "10s",
-    "--scale-down-window-seconds",
-    "10",
-];
 const POLL: Duration = Duration::from_millis(100);
 const QUERY_COUNTER: &str = "sum(prometheus_http_requests_total{handler=\"/api/v1/query\"})";
 
@@ -279,7 +269,9 @@ async fn main() {
     bed.kubectl_ok(&["create", "namespace", NS]);
     let prometheus = Prometheus::start(bed, NS);
     let sim = LoadSim::start(bed, NS, &prometheus.sd_dir, 0.0);
-    let operator = bed.operator_with_prometheus(NS, &prometheus.url(), &OPERATOR_FLAGS);
+    let operator_flags = shoal_e2e::fast_loop_flags(&SCALE_DOWN_WINDOW.to_string());
+    let flags: Vec<&str> = operator_flags.iter().map(String::as_str).collect();
+    let operator = bed.operator_with_prometheus(NS, &prometheus.url(), &flags);
     let out = bed.kubectl_stdin(&["apply", "-n", NS, "-f", "-"], &manifest());
     assert!(
         out.status.success(),
@@ -293,7 +285,7 @@ async fn main() {
     };
     println!(
         "shoal run {} (operator log {})",
-        OPERATOR_FLAGS.join(" "),
+        operator_flags.join(" "),
         operator.log.display()
     );
     println!(

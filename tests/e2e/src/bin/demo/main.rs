@@ -33,16 +33,6 @@ const QUIET: f64 = 30.0;
 const TICK: Duration = Duration::from_secs(2);
 /// Fast metrics-loop settings: 2 s ticks and 10 s rate windows (Prometheus scrapes every 2 s),
 /// with a 20 s scale-down window instead of the default 300 s.
-const OPERATOR_FLAGS: [&str; 8] = [
-    "--tick-seconds",
-    "2",
-    "--rate-window",
-    "10s",
-    "--burst-window",
-    "10s",
-    "--scale-down-window-seconds",
-    "20",
-];
 const CONDITION_ORDER: [&str; 7] = [
     "Ready",
     "Progressing",
@@ -407,11 +397,13 @@ fn run(args: &Args) -> (bool, Running) {
     let bed = testbed();
     bed.kubectl_ok(&["create", "namespace", NS]);
     println!("namespace {NS} created");
+    let operator_flags = shoal_e2e::fast_loop_flags("20");
+    let flags: Vec<&str> = operator_flags.iter().map(String::as_str).collect();
     println!(
         "starting shoal run --namespace {NS} {}",
-        OPERATOR_FLAGS.join(" ")
+        operator_flags.join(" ")
     );
-    let operator = bed.operator(NS, &OPERATOR_FLAGS);
+    let operator = bed.operator(NS, &flags);
     println!("  operator log: {}", operator.log.display());
     println!("starting the load simulator (per-pod request counters, scraped every 2 s)");
     let sim = LoadSim::start(bed, NS, &bed.prometheus_sd_dir, 2.0);

@@ -8,15 +8,13 @@ use k8s_openapi::api::autoscaling::v2::{
 
 use super::meta::{object_meta, with_applied_hash};
 use crate::crd::{PolicyType, ScalingRules, SelectPolicy};
-use crate::validate::{Engine, ValidatedMicroservice};
+use crate::validate::{Scaling, ValidatedMicroservice};
 
 /// Renders the HPA when the HPA engine scales this Microservice, else None.
 pub fn render_hpa(ms: &ValidatedMicroservice) -> Option<HorizontalPodAutoscaler> {
-    if ms.engine != Engine::Hpa {
+    let Scaling::Hpa(hpa) = &ms.scaling else {
         return None;
-    }
-    let autoscaling = ms.spec.autoscaling.as_ref()?;
-    let cpu = autoscaling.cpu.as_ref()?;
+    };
     Some(with_applied_hash(HorizontalPodAutoscaler {
         metadata: object_meta(ms, ms.name.clone(), "autoscaler"),
         spec: HorizontalPodAutoscalerSpec {
@@ -25,21 +23,21 @@ pub fn render_hpa(ms: &ValidatedMicroservice) -> Option<HorizontalPodAutoscaler>
                 kind: "Deployment".to_string(),
                 name: ms.name.clone(),
             },
-            min_replicas: Some(autoscaling.min_replicas),
-            max_replicas: autoscaling.max_replicas,
+            min_replicas: Some(hpa.min),
+            max_replicas: hpa.max,
             metrics: Some(vec![MetricSpec {
                 type_: "Resource".to_string(),
                 resource: Some(ResourceMetricSource {
                     name: "cpu".to_string(),
                     target: MetricTarget {
                         type_: "Utilization".to_string(),
-                        average_utilization: Some(cpu.target_utilization),
+                        average_utilization: Some(hpa.cpu_target),
                         ..MetricTarget::default()
                     },
                 }),
                 ..MetricSpec::default()
             }]),
-            behavior: autoscaling
+            behavior: hpa
                 .behavior
                 .as_ref()
                 .map(|b| HorizontalPodAutoscalerBehavior {

@@ -6,16 +6,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use kube::Resource as _;
+
+use crate::crd::Microservice;
 use crate::validate::ValidatedMicroservice;
 
-/// `app.kubernetes.io/name`: the Microservice's name.
-pub const NAME_LABEL: &str = "app.kubernetes.io/name";
-/// `app.kubernetes.io/instance`: the Microservice's name.
-pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
-/// `app.kubernetes.io/managed-by`: always `shoal`.
-pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
-/// `app.kubernetes.io/component`: which child this is (`config`, `server`, ...).
-pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
+pub use crate::vocabulary::{COMPONENT_LABEL, INSTANCE_LABEL, MANAGED_BY_LABEL, NAME_LABEL};
+
 /// Pod-template annotation with the hash of the config, so a config change is a new revision.
 pub const CONFIG_HASH_ANNOTATION: &str = "shoal.dev/config-hash";
 /// Pod-template annotation: hash of the rendered pod template, which identifies a revision.
@@ -57,8 +54,8 @@ pub fn object_meta(ms: &ValidatedMicroservice, name: String, component: &str) ->
 /// child with it, and a change to the child wakes the controller.
 pub fn owner_reference(ms: &ValidatedMicroservice) -> OwnerReference {
     OwnerReference {
-        api_version: "shoal.dev/v1alpha1".to_string(),
-        kind: "Microservice".to_string(),
+        api_version: Microservice::api_version(&()).into_owned(),
+        kind: Microservice::kind(&()).into_owned(),
         name: ms.name.clone(),
         uid: ms.uid.clone(),
         controller: Some(true),

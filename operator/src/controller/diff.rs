@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::build::APPLIED_HASH_ANNOTATION;
+use super::render::APPLIED_HASH_ANNOTATION;
 use crate::validate::parse_quantity;
 
 /// True when `desired` must be applied: the child is missing, was rendered differently

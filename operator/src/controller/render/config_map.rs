@@ -9,7 +9,7 @@ use crate::validate::ValidatedMicroservice;
 pub fn render_config_map(ms: &ValidatedMicroservice) -> ConfigMap {
     with_applied_hash(ConfigMap {
         metadata: object_meta(ms, ms.config_map_name(), "config"),
-        data: Some(ms.spec.config.clone().unwrap_or_default()),
+        data: Some(ms.config.clone()),
         immutable: Some(true),
         ..ConfigMap::default()
     })

@@ -6,10 +6,13 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{EnvFromSource, EnvVar, ResourceRequirements};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
+
+mod status;
+
+pub use status::{AutoscalerStatus, MetricStatus, MicroserviceStatus, Revision, RolloutStatus};
 
 /// API group of the Microservice resource.
 pub const GROUP: &str = "shoal.dev";
@@ -455,147 +458,4 @@ pub struct RolloutSettings {
 
 fn int_or_string(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({"x-kubernetes-int-or-string": true})
-}
-
-/// Observed state of a Microservice.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
-#[serde(rename_all = "camelCase")]
-pub struct MicroserviceStatus {
-    /// The generation of the spec that this status describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-    /// Standard conditions: Ready, and the rollout and autoscaler conditions.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "conditions_schema")]
-    pub conditions: Vec<Condition>,
-    /// Replicas the Deployment asks for.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub desired_replicas: Option<i32>,
-    /// Replicas that are ready.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ready_replicas: Option<i32>,
-    /// Which component scales this service: None, HPA or Shoal.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scaling_engine: Option<String>,
-    /// Name of the ConfigMap the current pod template uses.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config_map: Option<String>,
-    /// The last decision of Shoal's metrics loop (engine Shoal only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub autoscaler: Option<AutoscalerStatus>,
-    /// Revisions: what runs now, the last good one, and how recent ones ended.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rollout: Option<RolloutStatus>,
-}
-
-/// Rollout state: the current and last good revision, and a short history.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
-#[serde(rename_all = "camelCase")]
-pub struct RolloutStatus {
-    /// The revision the Deployment runs now.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub current: Option<Revision>,
-    /// The last revision that became available.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_good: Option<Revision>,
-    /// The Microservice generation whose pod template Shoal holds back (its rollout failed
-    /// and was rolled back, or a `kubectl rollout undo` replaced it) until the spec changes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub held_generation: Option<i64>,
-    /// The generation whose pod template Shoal last applied.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub applied_generation: Option<i64>,
-    /// The Deployment's `metadata.generation` right after that apply (a later change is someone else's).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub applied_deployment_generation: Option<i64>,
-    /// Recent revisions, newest first (at most 10).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub history: Vec<Revision>,
-}
-
-/// One revision of the pod template.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
-#[serde(rename_all = "camelCase")]
-pub struct Revision {
-    /// The Deployment revision number (`deployment.kubernetes.io/revision`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revision: Option<i64>,
-    /// Container image.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image: Option<String>,
-    /// Hash of the config (the ConfigMap is `<name>-config-<hash>`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config_hash: Option<String>,
-    /// Hash of the pod template Shoal rendered.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub template_hash: Option<String>,
-    /// How it ended: InProgress, Available, Failed, RolledBack, Superseded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<String>,
-}
-
-/// The metrics loop's last decision, explained.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
-#[serde(rename_all = "camelCase")]
-pub struct AutoscalerStatus {
-    /// Replicas before the decision.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub current_replicas: Option<i32>,
-    /// Replicas after the decision (stabilized, rate-limited and clamped).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub desired_replicas: Option<i32>,
-    /// The largest per-metric proposal, before stabilization, policies and min/max.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raw_desired_replicas: Option<i32>,
-    /// Why the desired count differs from the raw one (a ScalingLimited reason), if it does.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limited_by: Option<String>,
-    /// When the metrics loop last changed the replica count.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_scale_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
-    /// Request rate: total requests per second and the target per replica.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_rate: Option<MetricStatus>,
-    /// CPU: average utilization of the ready pods in percent of their requests.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpu: Option<MetricStatus>,
-}
-
-/// One metric as the metrics loop last read it.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
-#[serde(rename_all = "camelCase")]
-pub struct MetricStatus {
-    /// The value read (requests/s in total, or CPU percent); absent when there was no data.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub current: Option<f64>,
-    /// The target (requests/s per replica, or CPU percent).
-    pub target: f64,
-    /// Replicas this metric alone asks for.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub proposed_replicas: Option<i32>,
-    /// The PromQL, exactly as sent, that produced the value (for a batched query, the
-    /// query of all Microservices at once).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub query: Option<String>,
-    /// Which window drove the proposal: `stable` (the rate window) or `burst` (the short
-    /// window, which only ever raises the count).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub window: Option<String>,
-    /// Why the reading may under-read (a scrape gap inside the window, pods without a
-    /// whole window of data yet): it may raise the count but not lower it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub incomplete: Option<String>,
-    /// Why there was no value.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    let item = generator.subschema_for::<Condition>();
-    schemars::json_schema!({
-        "type": "array",
-        "items": item,
-        "x-kubernetes-list-type": "map",
-        "x-kubernetes-list-map-keys": ["type"]
-    })
 }

@@ -6,17 +6,16 @@ use k8s_openapi::api::networking::v1::{
 };
 
 use super::meta::{object_meta, with_applied_hash};
-use super::service::service_port;
 use crate::validate::ValidatedMicroservice;
 
 /// Renders the Ingress for `spec.ingress`, or None when the spec has none.
 pub fn render_ingress(ms: &ValidatedMicroservice) -> Option<Ingress> {
-    let settings = ms.spec.ingress.as_ref()?;
+    let settings = ms.ingress.as_ref()?;
     let backend = IngressBackend {
         service: Some(IngressServiceBackend {
             name: ms.name.clone(),
             port: Some(ServiceBackendPort {
-                number: Some(service_port(ms)),
+                number: Some(ms.ports.service),
                 name: None,
             }),
         }),
@@ -30,7 +29,7 @@ pub fn render_ingress(ms: &ValidatedMicroservice) -> Option<Ingress> {
                 host: Some(settings.host.clone()),
                 http: Some(HTTPIngressRuleValue {
                     paths: vec![HTTPIngressPath {
-                        path: Some(settings.path.clone().unwrap_or_else(|| "/".to_string())),
+                        path: Some(settings.path.clone()),
                         path_type: "Prefix".to_string(),
                         backend,
                     }],

@@ -16,32 +16,30 @@ use super::meta::{
     CONFIG_HASH_ANNOTATION, REPLICAS_MANAGED_ANNOTATION, TEMPLATE_HASH_ANNOTATION, common_labels,
     content_hash, object_meta, selector_labels, with_applied_hash,
 };
-use crate::crd::HttpProbe;
-use crate::validate::{Engine, ValidatedMicroservice};
+use crate::validate::{HttpGetProbe, Scaling, ValidatedMicroservice};
 
-/// Path probed when the spec names none.
-pub const DEFAULT_PROBE_PATH: &str = "/health";
-/// Seconds a rollout may stall before the Deployment reports ProgressDeadlineExceeded.
-pub const DEFAULT_PROGRESS_DEADLINE_SECONDS: i32 = 600;
-/// ReplicaSets kept for rollbacks.
-pub const REVISION_HISTORY_LIMIT: i32 = 10;
 /// Name of the application container.
 pub const CONTAINER_NAME: &str = "app";
 
 /// Renders the Deployment. `spec.replicas` is set only when the Microservice is not
 /// autoscaled, so the controller never fights the HPA, the metrics loop or `kubectl scale`.
 pub fn render_deployment(ms: &ValidatedMicroservice) -> Deployment {
-    let spec = &ms.spec;
+    render_deployment_and_hash(ms).0
+}
+
+/// The Deployment and the hash of its pod template (which identifies the revision).
+pub(super) fn render_deployment_and_hash(ms: &ValidatedMicroservice) -> (Deployment, String) {
+    let app = &ms.app;
     let mut metadata = object_meta(ms, ms.name.clone(), "server");
-    let replicas = match ms.engine {
-        Engine::Fixed(n) => {
+    let replicas = match ms.scaling {
+        Scaling::Fixed(n) => {
             metadata
                 .annotations
                 .get_or_insert_with(BTreeMap::new)
                 .insert(REPLICAS_MANAGED_ANNOTATION.to_string(), "true".to_string());
             Some(n)
         }
-        Engine::Hpa | Engine::Shoal => None,
+        Scaling::Hpa(_) | Scaling::Shoal(_) => None,
     };
     let mut env_from = vec![EnvFromSource {
         config_map_ref: Some(ConfigMapEnvSource {
@@ -50,27 +48,26 @@ pub fn render_deployment(ms: &ValidatedMicroservice) -> Deployment {
         }),
         ..EnvFromSource::default()
     }];
-    env_from.extend(spec.env_from.iter().flatten().cloned());
-    let probes = spec.probes.clone().unwrap_or_default();
+    env_from.extend(app.env_from.iter().cloned());
     let container = Container {
         name: CONTAINER_NAME.to_string(),
-        image: Some(spec.image.clone()),
-        command: spec.command.clone(),
-        args: spec.args.clone(),
+        image: Some(app.image.clone()),
+        command: app.command.clone(),
+        args: app.args.clone(),
         ports: Some(vec![ContainerPort {
             name: Some("http".to_string()),
-            container_port: spec.port,
+            container_port: ms.ports.container,
             protocol: Some("TCP".to_string()),
             ..ContainerPort::default()
         }]),
-        env: spec.env.clone(),
+        env: app.env.clone(),
         env_from: Some(env_from),
-        resources: spec.resources.clone(),
-        readiness_probe: render_probe(probes.readiness.as_ref(), spec.port),
-        liveness_probe: render_probe(probes.liveness.as_ref(), spec.port),
+        resources: app.resources.clone(),
+        readiness_probe: ms.probes.readiness.as_ref().map(render_probe),
+        liveness_probe: ms.probes.liveness.as_ref().map(render_probe),
         ..Container::default()
     };
-    let rollout = spec.rollout.clone().unwrap_or_default();
+    let rollout = &ms.rollout;
     let strategy = (rollout.max_surge.is_some() || rollout.max_unavailable.is_some()).then(|| {
         DeploymentStrategy {
             type_: Some("RollingUpdate".to_string()),
@@ -100,9 +97,9 @@ pub fn render_deployment(ms: &ValidatedMicroservice) -> Deployment {
         .as_mut()
         .and_then(|m| m.annotations.as_mut())
     {
-        annotations.insert(TEMPLATE_HASH_ANNOTATION.to_string(), template_hash);
+        annotations.insert(TEMPLATE_HASH_ANNOTATION.to_string(), template_hash.clone());
     }
-    with_applied_hash(Deployment {
+    let deployment = with_applied_hash(Deployment {
         metadata,
         spec: Some(DeploymentSpec {
             replicas,
@@ -111,45 +108,28 @@ pub fn render_deployment(ms: &ValidatedMicroservice) -> Deployment {
                 match_expressions: None,
             },
             strategy,
-            progress_deadline_seconds: Some(
-                rollout
-                    .progress_deadline_seconds
-                    .unwrap_or(DEFAULT_PROGRESS_DEADLINE_SECONDS),
-            ),
-            revision_history_limit: Some(
-                rollout
-                    .revision_history_limit
-                    .unwrap_or(REVISION_HISTORY_LIMIT),
-            ),
+            progress_deadline_seconds: Some(rollout.progress_deadline_seconds),
+            revision_history_limit: Some(rollout.revision_history_limit),
             template,
             ..DeploymentSpec::default()
         }),
         ..Deployment::default()
-    })
+    });
+    (deployment, template_hash)
 }
 
-fn render_probe(probe: Option<&HttpProbe>, container_port: i32) -> Option<Probe> {
-    let default = HttpProbe::default();
-    let probe = probe.unwrap_or(&default);
-    if probe.enabled == Some(false) {
-        return None;
-    }
-    Some(Probe {
+fn render_probe(probe: &HttpGetProbe) -> Probe {
+    Probe {
         http_get: Some(HTTPGetAction {
-            path: Some(
-                probe
-                    .path
-                    .clone()
-                    .unwrap_or_else(|| DEFAULT_PROBE_PATH.to_string()),
-            ),
-            port: IntOrString::Int(probe.port.unwrap_or(container_port)),
+            path: Some(probe.path.clone()),
+            port: IntOrString::Int(probe.port),
             ..HTTPGetAction::default()
         }),
         initial_delay_seconds: probe.initial_delay_seconds,
         period_seconds: probe.period_seconds,
         failure_threshold: probe.failure_threshold,
         ..Probe::default()
-    })
+    }
 }
 
 /// The replica count the autoscaler's field manager must claim before the controller
@@ -161,7 +141,8 @@ fn render_probe(probe: Option<&HttpProbe>, container_port: i32) -> Option<Probe>
 /// managed by the controller, the autoscaler's manager first claims the current count,
 /// clamped to the new bounds.
 pub fn replicas_handoff(ms: &ValidatedMicroservice, live: &Deployment) -> Option<i32> {
-    let (min, max) = autoscaled_bounds(ms)?;
+    let (min, max) = ms.autoscaled_bounds()?;
+    let max = max.max(min);
     let managed_by_controller = live
         .metadata
         .annotations
@@ -175,7 +156,7 @@ pub fn replicas_handoff(ms: &ValidatedMicroservice, live: &Deployment) -> Option
 /// autoscaled Microservice: `minReplicas` when above the default of 1, and only while no
 /// other field manager (the HPA, the metrics loop, a user) has written to it yet.
 pub fn initial_replicas(ms: &ValidatedMicroservice, applied: &Deployment) -> Option<i32> {
-    let (min, _) = autoscaled_bounds(ms)?;
+    let (min, _) = ms.autoscaled_bounds()?;
     let untouched = applied
         .metadata
         .managed_fields
@@ -184,15 +165,4 @@ pub fn initial_replicas(ms: &ValidatedMicroservice, applied: &Deployment) -> Opt
         .all(|entry| entry.manager.as_deref() == Some(crate::FIELD_MANAGER));
     let current = applied.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     (untouched && current < min).then_some(min)
-}
-
-fn autoscaled_bounds(ms: &ValidatedMicroservice) -> Option<(i32, i32)> {
-    if matches!(ms.engine, Engine::Fixed(_)) {
-        return None;
-    }
-    let autoscaling = ms.spec.autoscaling.as_ref()?;
-    Some((
-        autoscaling.min_replicas,
-        autoscaling.max_replicas.max(autoscaling.min_replicas),
-    ))
 }

@@ -7,27 +7,9 @@ use super::meta::{object_meta, selector_labels, with_applied_hash};
 use crate::crd::ServiceType;
 use crate::validate::ValidatedMicroservice;
 
-/// Default port of the Service.
-pub const DEFAULT_SERVICE_PORT: i32 = 80;
-
-/// Port the Service listens on.
-pub fn service_port(ms: &ValidatedMicroservice) -> i32 {
-    ms.spec
-        .service
-        .as_ref()
-        .and_then(|s| s.port)
-        .unwrap_or(DEFAULT_SERVICE_PORT)
-}
-
 /// Renders the Service named like the Microservice, forwarding to the container's `http` port.
 pub fn render_service(ms: &ValidatedMicroservice) -> Service {
-    let type_ = ms
-        .spec
-        .service
-        .as_ref()
-        .and_then(|s| s.type_)
-        .unwrap_or_default();
-    let type_name = match type_ {
+    let type_name = match ms.service_type {
         ServiceType::ClusterIP => "ClusterIP",
         ServiceType::NodePort => "NodePort",
         ServiceType::LoadBalancer => "LoadBalancer",
@@ -39,7 +21,7 @@ pub fn render_service(ms: &ValidatedMicroservice) -> Service {
             selector: Some(selector_labels(ms)),
             ports: Some(vec![ServicePort {
                 name: Some("http".to_string()),
-                port: service_port(ms),
+                port: ms.ports.service,
                 target_port: Some(IntOrString::String("http".to_string())),
                 protocol: Some("TCP".to_string()),
                 ..ServicePort::default()

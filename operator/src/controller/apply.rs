@@ -1,0 +1,375 @@
+//! The apply step: server-side applies the rendered children that differ from the live
+//! ones, hands the replica count over to autoscaling, deletes optional children the spec
+//! dropped and prunes configs no revision uses. Every write is followed by one Event.
+
+use std::collections::BTreeSet;
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::DeleteParams;
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::info;
+
+use super::render::{self, Children, INSTANCE_LABEL, MANAGED_BY_LABEL};
+use super::rollout::{self, Template};
+use super::{Context, Stores, diff};
+use crate::crd::Microservice;
+use crate::error::{Error, Result};
+use crate::kube_ext;
+use crate::validate::ValidatedMicroservice;
+use crate::vocabulary::{EventAction, EventReason};
+use crate::{AUTOSCALER_FIELD_MANAGER, FIELD_MANAGER};
+
+/// The live children of one Microservice, from the watch caches.
+pub struct Live {
+    /// Whether the current config's ConfigMap exists.
+    pub config_map_exists: bool,
+    /// The Deployment.
+    pub deployment: Option<Arc<Deployment>>,
+    /// The Service.
+    pub service: Option<Arc<Service>>,
+    /// The Ingress.
+    pub ingress: Option<Arc<Ingress>>,
+    /// The HPA.
+    pub hpa: Option<Arc<HorizontalPodAutoscaler>>,
+    /// The Deployment's ReplicaSets (its revisions).
+    pub replica_sets: Vec<Arc<ReplicaSet>>,
+}
+
+fn lookup<K>(store: &Store<K>, ms: &ValidatedMicroservice, name: &str) -> Option<Arc<K>>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone,
+{
+    store.get(&ObjectRef::new(name).within(&ms.namespace))
+}
+
+impl Live {
+    /// Reads the caches.
+    pub fn from_stores(stores: &Stores, ms: &ValidatedMicroservice) -> Live {
+        let deployment = lookup(&stores.deployments, ms, &ms.name);
+        let replica_sets = match deployment.as_ref().and_then(|d| d.metadata.uid.clone()) {
+            Some(uid) => stores
+                .replica_sets
+                .state()
+                .into_iter()
+                .filter(|rs| rs.owner_references().iter().any(|o| o.uid == uid))
+                .collect(),
+            None => Vec::new(),
+        };
+        Live {
+            config_map_exists: lookup(&stores.config_maps, ms, &ms.config_map_name()).is_some(),
+            deployment,
+            service: lookup(&stores.services, ms, &ms.name),
+            ingress: lookup(&stores.ingresses, ms, &ms.name),
+            hpa: lookup(&stores.hpas, ms, &ms.name),
+            replica_sets,
+        }
+    }
+
+    /// What the rollout transition looks at.
+    pub fn observed<'a>(
+        &'a self,
+        ms: &'a Microservice,
+        valid: &ValidatedMicroservice,
+        children: &'a Children,
+    ) -> rollout::Observed<'a> {
+        rollout::Observed {
+            generation: valid.generation,
+            desired_template_hash: &children.template_hash,
+            auto_rollback: valid.rollout.auto_rollback,
+            previous: ms.status.as_ref().and_then(|s| s.rollout.as_ref()),
+            deployment: self.deployment.as_deref(),
+            replica_sets: &self.replica_sets,
+        }
+    }
+}
+
+/// What the apply step did.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// The freshest view of the Deployment: as applied, else as cached.
+    pub deployment: Option<Arc<Deployment>>,
+    /// One line per write, as in its Event ("Created Service shop").
+    pub writes: Vec<String>,
+}
+
+impl Applied {
+    /// The freshest view of the Deployment.
+    pub fn deployment(&self) -> Option<&Deployment> {
+        self.deployment.as_deref()
+    }
+}
+
+/// Applies every child that differs from its live copy (the Deployment as the rollout's
+/// `template` says) and deletes optional children the spec no longer asks for.
+pub async fn apply(
+    ctx: &Context,
+    ms: &Microservice,
+    valid: &ValidatedMicroservice,
+    children: Children,
+    live: &Live,
+    transition: &rollout::Transition,
+) -> Result<Applied> {
+    // Destructured without `..`: a new child that nobody applies fails to compile.
+    let Children {
+        config_map,
+        deployment,
+        service,
+        ingress,
+        hpa,
+        template_hash: _,
+    } = children;
+    let mut step = Step {
+        ctx,
+        ms,
+        valid,
+        applied: Applied {
+            deployment: live.deployment.clone(),
+            writes: Vec::new(),
+        },
+    };
+    if !live.config_map_exists {
+        // Immutable and content-addressed: it exists with the right content, or not at all.
+        step.apply(&config_map, false).await?;
+    }
+    step.deployment(&deployment, live, &transition.template)
+        .await?;
+    if needs_apply(&service, live.service.as_deref()) {
+        step.apply(&service, live.service.is_some()).await?;
+    }
+    step.optional(ingress.as_ref(), live.ingress.as_deref())
+        .await?;
+    step.optional(hpa.as_ref(), live.hpa.as_deref()).await?;
+    prune_config_maps(ctx, valid).await?;
+    Ok(step.applied)
+}
+
+/// A namespaced child kind Shoal applies.
+trait Child:
+    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Serialize
+    + DeserializeOwned
+    + Clone
+    + Debug
+{
+}
+
+impl<K> Child for K where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + Debug
+{
+}
+
+struct Step<'a> {
+    ctx: &'a Context,
+    ms: &'a Microservice,
+    valid: &'a ValidatedMicroservice,
+    applied: Applied,
+}
+
+impl Step<'_> {
+    fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        Api::namespaced(self.ctx.client.clone(), &self.valid.namespace)
+    }
+
+    async fn publish(
+        &mut self,
+        type_: EventType,
+        reason: EventReason,
+        action: EventAction,
+        note: String,
+    ) {
+        self.applied.writes.push(note.clone());
+        self.ctx
+            .events
+            .publish(
+                &self.ms.object_ref(&()),
+                type_,
+                reason.as_str(),
+                action.as_str(),
+                note,
+            )
+            .await;
+    }
+
+    /// Applies `object`, then publishes "Created/Updated <Kind> <name>".
+    async fn apply<K: Child>(&mut self, object: &K, exists: bool) -> Result<K> {
+        let applied = kube_ext::apply(&self.api::<K>(), object, FIELD_MANAGER).await?;
+        let verb = if exists {
+            EventReason::Updated
+        } else {
+            EventReason::Created
+        };
+        let note = format!("{verb} {} {}", K::kind(&()), object.name_any());
+        self.publish(EventType::Normal, verb, EventAction::Apply, note)
+            .await;
+        Ok(applied)
+    }
+
+    async fn deployment(
+        &mut self,
+        rendered: &Deployment,
+        live: &Live,
+        template: &Template,
+    ) -> Result<()> {
+        let name = &self.valid.name;
+        let api = self.api::<Deployment>();
+        if let Some(current) = &live.deployment
+            && let Some(replicas) = render::replicas_handoff(self.valid, current)
+        {
+            kube_ext::scale(&api, name, replicas, AUTOSCALER_FIELD_MANAGER).await?;
+            let note = format!(
+                "Autoscaling now owns the replica count of Deployment {name} (kept at {replicas})"
+            );
+            self.publish(
+                EventType::Normal,
+                EventReason::AutoscalingEnabled,
+                EventAction::HandOver,
+                note,
+            )
+            .await;
+        }
+        // What to apply depends on the rollout: the desired template, an older one to roll
+        // back to, or nothing while a failed or manually undone generation is held.
+        let Some(wanted) = rollout::deployment_to_apply(template, rendered) else {
+            return Ok(());
+        };
+        let restoring = matches!(template, Template::Restore(_));
+        if restoring || needs_apply(&wanted, live.deployment.as_deref()) {
+            let mut applied = self.apply(&wanted, live.deployment.is_some()).await?;
+            if live.deployment.is_none()
+                && let Some(replicas) = render::initial_replicas(self.valid, &applied)
+            {
+                kube_ext::scale(&api, name, replicas, AUTOSCALER_FIELD_MANAGER).await?;
+                if let Some(spec) = applied.spec.as_mut() {
+                    spec.replicas = Some(replicas);
+                }
+            }
+            self.applied.deployment = Some(Arc::new(applied));
+        }
+        Ok(())
+    }
+
+    /// Applies an optional child when wanted and different, deletes it (if Shoal owns it)
+    /// when not wanted.
+    async fn optional<K: Child>(&mut self, desired: Option<&K>, live: Option<&K>) -> Result<()> {
+        match (desired, live) {
+            (Some(desired), live) => {
+                if needs_apply(desired, live) {
+                    self.apply(desired, live.is_some()).await?;
+                }
+            }
+            (None, Some(live)) if owned_by(live, self.valid) => {
+                let name = &self.valid.name;
+                match self
+                    .api::<K>()
+                    .delete(name, &DeleteParams::background())
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(status)) if status.code == 404 => {}
+                    Err(source) => {
+                        return Err(Error::Delete {
+                            kind: kube_ext::kind_of::<K>(),
+                            name: name.clone(),
+                            source,
+                        });
+                    }
+                }
+                let note = format!("Deleted {} {name}: no longer in the spec", K::kind(&()));
+                self.publish(
+                    EventType::Normal,
+                    EventReason::Deleted,
+                    EventAction::Delete,
+                    note,
+                )
+                .await;
+            }
+            (None, _) => {}
+        }
+        Ok(())
+    }
+}
+
+fn owned_by<K: Resource>(object: &K, ms: &ValidatedMicroservice) -> bool {
+    object
+        .owner_references()
+        .iter()
+        .any(|o| o.uid == ms.uid && o.controller == Some(true))
+}
+
+fn needs_apply<K: Serialize>(desired: &K, live: Option<&K>) -> bool {
+    let desired = serde_json::to_value(desired).unwrap_or_default();
+    let live = live.map(|l| serde_json::to_value(l).unwrap_or_default());
+    diff::needs_apply(&desired, live.as_ref())
+}
+
+/// Deletes this Microservice's config ConfigMaps that are neither current nor used by a
+/// ReplicaSet the Deployment keeps for rollbacks.
+async fn prune_config_maps(ctx: &Context, ms: &ValidatedMicroservice) -> Result<()> {
+    let current = ms.config_map_name();
+    let in_use: BTreeSet<String> = ctx
+        .stores
+        .replica_sets
+        .state()
+        .iter()
+        .filter(|rs| rs.namespace().as_deref() == Some(ms.namespace.as_str()))
+        .filter(|rs| rs.labels().get(INSTANCE_LABEL) == Some(&ms.name))
+        .flat_map(|rs| referenced_config_maps(rs))
+        .collect();
+    let stale: Vec<String> = ctx
+        .stores
+        .config_maps
+        .state()
+        .iter()
+        .filter(|cm| cm.namespace().as_deref() == Some(ms.namespace.as_str()))
+        .filter(|cm| cm.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some("shoal"))
+        .filter(|cm| cm.owner_references().iter().any(|o| o.uid == ms.uid))
+        .map(|cm| cm.name_any())
+        .filter(|name| *name != current && !in_use.contains(name))
+        .collect();
+    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ms.namespace);
+    for name in stale {
+        match api.delete(&name, &DeleteParams::background()).await {
+            Ok(_) => info!(configmap = %name, "pruned a config no retained revision uses"),
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(source) => {
+                return Err(Error::Delete {
+                    kind: "ConfigMap",
+                    name,
+                    source,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Names of the ConfigMaps a ReplicaSet's pod template takes its environment from.
+pub fn referenced_config_maps(rs: &ReplicaSet) -> Vec<String> {
+    rs.spec
+        .iter()
+        .flat_map(|s| s.template.iter())
+        .flat_map(|t| t.spec.iter())
+        .flat_map(|p| p.containers.iter())
+        .flat_map(|c| c.env_from.iter().flatten())
+        .filter_map(|e| e.config_map_ref.as_ref().map(|r| r.name.clone()))
+        .collect()
+}

@@ -1,0 +1,296 @@
+//! The Microservice controller: its runtime (watch caches, context, retries) around the
+//! reconcile pipeline of [`reconcile`]:
+//! `validate -> render -> rollout -> apply -> status`.
+//!
+//! Reads come from watch caches (reflector stores), never a GET or LIST inside a
+//! reconcile. A child is applied (server-side apply, field manager `shoal`) only when it
+//! differs from the live object, and status is written only when it changed, so a
+//! reconcile with nothing to do writes nothing.
+
+pub mod apply;
+pub mod diff;
+pub mod reconcile;
+pub mod render;
+pub mod rollout;
+pub mod status;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{ListParams, PartialObjectMeta};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use tracing::{info, warn};
+
+use crate::crd::{CRD_NAME, Microservice};
+use crate::error::{Error, Result};
+use crate::kube_ext::{self, EventSink, scoped};
+use crate::metrics::Metrics;
+
+pub use crate::vocabulary::MANAGED_SELECTOR;
+
+/// First retry delay after a failed reconcile; doubles per consecutive failure.
+const BACKOFF_BASE: Duration = Duration::from_secs(1);
+/// Longest retry delay.
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// Longest a reconcile may take: a request that never answers must not hold one of the
+/// controller's reconcile slots (and graceful shutdown) forever.
+const RECONCILE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Settings of the controller.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Periodic re-check of every Microservice.
+    pub resync: Duration,
+    /// Most reconciles at once.
+    pub concurrency: u16,
+    /// Watch only this namespace; all namespaces when None.
+    pub namespace: Option<String>,
+}
+
+/// Watch caches of the children.
+#[derive(Clone)]
+pub struct Stores {
+    /// Deployments Shoal manages.
+    pub deployments: Store<Deployment>,
+    /// Services Shoal manages.
+    pub services: Store<Service>,
+    /// Ingresses Shoal manages.
+    pub ingresses: Store<Ingress>,
+    /// HPAs Shoal manages.
+    pub hpas: Store<HorizontalPodAutoscaler>,
+    /// Config ConfigMaps (metadata only: they are content-addressed).
+    pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
+    /// ReplicaSets of Shoal's Deployments (the revisions kept for rollbacks).
+    pub replica_sets: Store<ReplicaSet>,
+}
+
+impl Stores {
+    /// Waits until every cache holds its first full list, so that a reconcile after a
+    /// restart sees what exists (and writes nothing when nothing changed).
+    async fn wait_until_ready(&self) {
+        // A store's writer lives in its watch stream, which lives as long as the controller.
+        let _ = futures::join!(
+            self.deployments.wait_until_ready(),
+            self.services.wait_until_ready(),
+            self.ingresses.wait_until_ready(),
+            self.hpas.wait_until_ready(),
+            self.config_maps.wait_until_ready(),
+            self.replica_sets.wait_until_ready(),
+        );
+    }
+}
+
+/// Shared state of all reconciles.
+pub struct Context {
+    client: Client,
+    stores: Stores,
+    events: EventSink,
+    resync: Duration,
+    failures: Mutex<HashMap<ObjectRef<Microservice>, u32>>,
+    /// The Microservice as our last status write returned it, until the cache shows it.
+    latest: Mutex<HashMap<ObjectRef<Microservice>, Arc<Microservice>>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Context {
+    /// A context on `client` reading the children from `stores` (filled by [`run`]'s
+    /// watches, or by hand in tests).
+    pub fn new(client: Client, stores: Stores, resync: Duration, metrics: Arc<Metrics>) -> Context {
+        Context {
+            events: EventSink::new(client.clone(), kube_ext::reporter(crate::FIELD_MANAGER)),
+            client,
+            stores,
+            resync,
+            failures: Mutex::new(HashMap::new()),
+            latest: Mutex::new(HashMap::new()),
+            metrics,
+        }
+    }
+
+    fn forget_failures(&self, ms: &Microservice) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&ObjectRef::from_obj(ms));
+    }
+
+    /// Remembers the Microservice our status write returned, for [`freshest`].
+    fn remember_written(&self, written: Microservice) {
+        self.latest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(ObjectRef::from_obj(&written), Arc::new(written));
+    }
+}
+
+/// Fails with the install command when the CRD is not installed.
+pub async fn check_crd_installed(client: &Client, namespace: Option<&str>) -> anyhow::Result<()> {
+    let api: Api<Microservice> = scoped(client, namespace);
+    match api.list(&ListParams::default().limit(1)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => anyhow::bail!(
+            "the Microservice CRD ({CRD_NAME}) is not installed in this cluster; install it with \
+             `kubectl apply -f crds/microservice.yaml` (or `shoal crd | kubectl apply -f -`, or `helm install shoal charts/shoal`)"
+        ),
+        Err(err) => {
+            Err(anyhow::Error::new(err).context("checking that the Microservice CRD is installed"))
+        }
+    }
+}
+
+/// Runs the controller until SIGTERM or Ctrl-C.
+pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>) {
+    let ns = config.namespace.as_deref();
+    let managed = Some(MANAGED_SELECTOR);
+    let (deployments, deployments_w) = reflector::store();
+    let (services, services_w) = reflector::store();
+    let (ingresses, ingresses_w) = reflector::store();
+    let (hpas, hpas_w) = reflector::store();
+    let (config_maps, config_maps_w) = reflector::store();
+    let (replica_sets, replica_sets_w) = reflector::store();
+    // A change to a child (applied or deleted) wakes its owner.
+    let controller = Controller::new(
+        scoped::<Microservice>(&client, ns),
+        watcher::Config::default(),
+    )
+    .with_config(kube::runtime::controller::Config::default().concurrency(config.concurrency))
+    .owns_stream(kube_ext::reflected(scoped(&client, ns), managed, deployments_w).touched_objects())
+    .owns_stream(kube_ext::reflected(scoped(&client, ns), managed, services_w).touched_objects())
+    .owns_stream(kube_ext::reflected(scoped(&client, ns), managed, ingresses_w).touched_objects())
+    .owns_stream(kube_ext::reflected(scoped(&client, ns), managed, hpas_w).touched_objects())
+    // ConfigMaps are content-addressed: their metadata says all the controller needs.
+    .owns_stream(
+        kube_ext::reflected(
+            scoped::<PartialObjectMeta<ConfigMap>>(&client, ns),
+            managed,
+            config_maps_w,
+        )
+        .touched_objects(),
+    )
+    .shutdown_on_signal();
+    metrics.microservices.attach(controller.store());
+    // ReplicaSets are only read (which old ConfigMaps a retained revision still uses); they
+    // are owned by Deployments, so they trigger nothing themselves.
+    let replica_set_watch =
+        kube_ext::reflected(scoped::<ReplicaSet>(&client, ns), managed, replica_sets_w);
+    let stores = Stores {
+        deployments,
+        services,
+        ingresses,
+        hpas,
+        config_maps,
+        replica_sets,
+    };
+    let ctx = Arc::new(Context::new(client, stores, config.resync, metrics));
+    let replica_set_task = tokio::spawn(replica_set_watch.for_each(|_| futures::future::ready(())));
+    info!("starting the Microservice controller");
+    controller
+        .run(reconcile_in_time, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(err) = result {
+                warn!(error = %err, "reconcile failed");
+            }
+        })
+        .await;
+    replica_set_task.abort();
+    info!("controller stopped");
+}
+
+fn error_policy(ms: Arc<Microservice>, err: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.reconcile_failure(err);
+    let failures = {
+        let mut map = ctx.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(ObjectRef::from_obj(&*ms)).or_insert(0);
+        *n += 1;
+        *n
+    };
+    let delay = BACKOFF_BASE
+        .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(16)))
+        .min(BACKOFF_MAX);
+    warn!(name = %ms.name_any(), stage = err.metric_label(), error = %err, failures, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+async fn reconcile_in_time(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Action> {
+    let ms = freshest(&ctx, ms);
+    tokio::time::timeout(RECONCILE_TIMEOUT, reconcile::reconcile(ms, ctx))
+        .await
+        .unwrap_or(Err(Error::Timeout(RECONCILE_TIMEOUT)))
+}
+
+/// The cached Microservice, or the one our last status write returned while the cache has
+/// not shown that write yet. The watch cache may lag behind our own status write when the
+/// next reconcile runs; a rollout decided on that stale status (say, without the hold set by
+/// an automatic rollback) would undo what the previous pass did.
+///
+/// resourceVersions are opaque: they are compared for equality only. Ours is dropped once
+/// the cache shows an object with its resourceVersion or with the controller's part of the
+/// status we wrote (the cache saw our write, perhaps followed by others), a newer
+/// generation, or another uid.
+fn freshest(ctx: &Context, ms: Arc<Microservice>) -> Arc<Microservice> {
+    let key = ObjectRef::from_obj(&*ms);
+    let mut latest = ctx.latest.lock().unwrap_or_else(|e| e.into_inner());
+    let pick = latest.get(&key).and_then(|mine| prefer_written(mine, &ms));
+    match pick {
+        Some(mine) => mine,
+        None => {
+            latest.remove(&key);
+            ms
+        }
+    }
+}
+
+/// `written` when the cache has not caught up with it yet, None when `cached` is current.
+fn prefer_written(written: &Arc<Microservice>, cached: &Microservice) -> Option<Arc<Microservice>> {
+    let ours = |ms: &Microservice| ms.status.as_ref().map(status::controller_view);
+    let caught_up = written.metadata.resource_version == cached.metadata.resource_version
+        || cached.metadata.generation > written.metadata.generation
+        || written.metadata.uid != cached.metadata.uid
+        || ours(written) == ours(cached);
+    (!caught_up).then(|| written.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::microservice_at;
+
+    fn at(generation: i64, resource_version: &str) -> Microservice {
+        let mut ms = microservice_at(generation, "  image: app:1\n");
+        ms.metadata.resource_version = Some(resource_version.into());
+        ms
+    }
+
+    #[test]
+    fn our_write_wins_until_the_cache_shows_it() {
+        let mut written = at(3, "abc-2");
+        written.status = Some(crate::crd::MicroserviceStatus {
+            observed_generation: Some(3),
+            ..Default::default()
+        });
+        let written = Arc::new(written);
+        // The cache still has the object from before our write.
+        assert!(prefer_written(&written, &at(3, "abc-1")).is_some());
+        // Same version: the cache caught up.
+        assert!(prefer_written(&written, &at(3, "abc-2")).is_none());
+        // Another write after ours (the autoscaler's): our part of the status is there.
+        let mut later = at(3, "abc-3");
+        later.status = written.status.clone();
+        assert!(prefer_written(&written, &later).is_none());
+        // A spec change since: the cached object is newer.
+        assert!(prefer_written(&written, &at(4, "zzz")).is_none());
+        // Deleted and re-created under the same name.
+        let mut recreated = at(3, "abc-1");
+        recreated.metadata.uid = Some("u-2".into());
+        assert!(prefer_written(&written, &recreated).is_none());
+    }
+}

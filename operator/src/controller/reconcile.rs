@@ -1,0 +1,91 @@
+//! One reconcile of one Microservice, one line per stage:
+//! `validate -> render -> rollout -> apply -> status`. Only the lines marked "client"
+//! talk to the apiserver; the others are pure or read the watch caches.
+
+use std::sync::Arc;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::runtime::controller::Action;
+use kube::{Api, Resource, ResourceExt};
+use tracing::instrument;
+
+use super::apply::{self, Live};
+use super::status::{self, EventSpec};
+use super::{Context, render, rollout};
+use crate::crd::{Microservice, MicroserviceStatus};
+use crate::error::{Error, Result};
+use crate::validate::{self, InvalidSpec};
+
+/// Reconciles one Microservice: renders its children, applies those that differ from the
+/// live ones, and writes its status when it changed.
+#[instrument(skip(ms, ctx), fields(namespace = ms.namespace().unwrap_or_default(), name = %ms.name_any(), generation = ms.metadata.generation))]
+pub async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Action> {
+    if ms.metadata.deletion_timestamp.is_some() {
+        // The garbage collector removes the children through their owner references.
+        return Ok(Action::await_change());
+    }
+    ctx.stores.wait_until_ready().await;
+    let _measure = ctx.metrics.count_and_measure();
+    let valid = match validate::validate(&ms) {
+        Ok(valid) => valid,                                               // no client
+        Err(invalid) => return report_invalid(&ctx, &ms, &invalid).await, // client
+    };
+    let children = render::render(&valid); // no client
+    let live = Live::from_stores(&ctx.stores, &valid); // no client (watch caches)
+    let mut transition = rollout::transition(&live.observed(&ms, &valid, &children)); // no client
+    let applied = apply::apply(&ctx, &ms, &valid, children, &live, &transition).await?; // client
+    transition.record_apply(valid.generation, applied.deployment()); // no client
+    let new = status::valid_status(&ms, &valid, applied.deployment(), &transition, &now()); // no client
+    write_status(&ctx, &ms, &new).await?; // client
+    ctx.forget_failures(&ms);
+    Ok(Action::requeue(ctx.resync))
+}
+
+/// An invalid spec: Ready=False and a Warning Event, then nothing until the spec changes.
+async fn report_invalid(ctx: &Context, ms: &Microservice, invalid: &InvalidSpec) -> Result<Action> {
+    let new = status::invalid_status(ms, invalid, &now());
+    if status::needs_write(ms.status.as_ref(), &new) {
+        write_status(ctx, ms, &new).await?;
+        publish(ctx, ms, status::invalid_spec_event(invalid)).await;
+    }
+    ctx.forget_failures(ms);
+    Ok(Action::await_change())
+}
+
+/// When the controller's part of the status changed: publishes the Events of the change
+/// ([`status::events_for`]), then writes it.
+async fn write_status(ctx: &Context, ms: &Microservice, new: &MicroserviceStatus) -> Result<()> {
+    if !status::needs_write(ms.status.as_ref(), new) {
+        return Ok(());
+    }
+    for event in status::events_for(ms.status.as_ref(), new) {
+        publish(ctx, ms, event).await;
+    }
+    let name = ms
+        .metadata
+        .name
+        .as_deref()
+        .ok_or(Error::MissingMetadata("name"))?;
+    let namespace = ms.namespace().ok_or(Error::MissingMetadata("namespace"))?;
+    let api: Api<Microservice> = Api::namespaced(ctx.client.clone(), &namespace);
+    let body = serde_json::to_value(status::controller_view(new)).unwrap_or_default();
+    let written = crate::kube_ext::apply_status(&api, name, body, crate::FIELD_MANAGER).await?;
+    ctx.remember_written(written);
+    Ok(())
+}
+
+async fn publish(ctx: &Context, ms: &Microservice, event: EventSpec) {
+    let EventSpec {
+        type_,
+        reason,
+        action,
+        note,
+    } = event;
+    ctx.events
+        .publish(&ms.object_ref(&()), type_, &reason, action, note)
+        .await;
+}
+
+fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}

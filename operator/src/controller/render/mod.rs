@@ -1,0 +1,61 @@
+//! Pure renderers: one file per child, each a function from a [`ValidatedMicroservice`]
+//! to the object to apply. They cannot fail and touch no client.
+
+mod config_map;
+mod deployment;
+mod hpa;
+mod ingress;
+mod meta;
+mod service;
+
+pub use config_map::render_config_map;
+pub use deployment::{CONTAINER_NAME, initial_replicas, render_deployment, replicas_handoff};
+pub use hpa::render_hpa;
+pub use ingress::render_ingress;
+pub use meta::{
+    APPLIED_HASH_ANNOTATION, COMPONENT_LABEL, CONFIG_HASH_ANNOTATION, INSTANCE_LABEL,
+    MANAGED_BY_LABEL, NAME_LABEL, REPLICAS_MANAGED_ANNOTATION, TEMPLATE_HASH_ANNOTATION,
+    common_labels, selector_labels,
+};
+pub use service::render_service;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+
+use crate::validate::ValidatedMicroservice;
+
+/// Every child a Microservice asks for. Optional children are `None` when the spec does
+/// not ask for them (and must then be deleted if they exist).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Children {
+    /// The content-addressed, immutable config.
+    pub config_map: ConfigMap,
+    /// The workload.
+    pub deployment: Deployment,
+    /// The Service in front of it.
+    pub service: Service,
+    /// The Ingress, when `spec.ingress` is set.
+    pub ingress: Option<Ingress>,
+    /// The HPA, when the HPA engine scales this service.
+    pub hpa: Option<HorizontalPodAutoscaler>,
+    /// Hash of the Deployment's pod template: the revision this generation asks for.
+    pub template_hash: String,
+}
+
+/// Renders all children of a validated Microservice.
+pub fn render(ms: &ValidatedMicroservice) -> Children {
+    let (deployment, template_hash) = deployment::render_deployment_and_hash(ms);
+    Children {
+        config_map: render_config_map(ms),
+        deployment,
+        service: render_service(ms),
+        ingress: render_ingress(ms),
+        hpa: render_hpa(ms),
+        template_hash,
+    }
+}
+
+#[cfg(test)]
+mod tests;

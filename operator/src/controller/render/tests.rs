@@ -1,0 +1,242 @@
+//! Tests of the renderers, from YAML specs.
+
+use super::*;
+use crate::test_support::valid;
+use crate::vocabulary::Engine;
+
+fn container(d: &Deployment) -> &k8s_openapi::api::core::v1::Container {
+    &d.spec
+        .as_ref()
+        .expect("spec")
+        .template
+        .spec
+        .as_ref()
+        .expect("pod spec")
+        .containers[0]
+}
+
+#[test]
+fn every_child_has_labels_and_the_controller_owner_reference() {
+    let ms = valid(
+        "  image: app:1\n  ingress: {host: a.example.com}\n  resources: {requests: {cpu: 100m}}\n  autoscaling: {maxReplicas: 3, cpu: {targetUtilization: 50}}\n",
+    );
+    let c = render(&ms);
+    let metas = [
+        &c.config_map.metadata,
+        &c.deployment.metadata,
+        &c.service.metadata,
+        &c.ingress.as_ref().expect("ingress").metadata,
+        &c.hpa.as_ref().expect("hpa").metadata,
+    ];
+    for meta in metas {
+        let labels = meta.labels.as_ref().expect("labels");
+        assert_eq!(labels[NAME_LABEL], "shop");
+        assert_eq!(labels[INSTANCE_LABEL], "shop");
+        assert_eq!(labels[MANAGED_BY_LABEL], "shoal");
+        assert_eq!(meta.namespace.as_deref(), Some("prod"));
+        let owner = &meta.owner_references.as_ref().expect("owner")[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+            ("Microservice", "u-1", Some(true))
+        );
+        assert!(
+            meta.annotations
+                .as_ref()
+                .expect("annotations")
+                .contains_key(APPLIED_HASH_ANNOTATION)
+        );
+    }
+}
+
+#[test]
+fn config_hash_names_the_config_map_and_marks_the_pod_template() {
+    let a = valid("  image: app:1\n  config: {A: '1'}\n");
+    let b = valid("  image: app:1\n  config: {A: '2'}\n");
+    let (ca, cb) = (render(&a), render(&b));
+    assert_ne!(ca.config_map.metadata.name, cb.config_map.metadata.name);
+    assert!(
+        ca.config_map
+            .metadata
+            .name
+            .as_deref()
+            .expect("name")
+            .starts_with("shop-config-")
+    );
+    assert_eq!(ca.config_map.immutable, Some(true));
+    let template = |c: &Children| c.deployment.spec.clone().expect("spec").template;
+    assert_ne!(
+        template(&ca),
+        template(&cb),
+        "a config change must change the pod template"
+    );
+    let env_from = container(&ca.deployment).env_from.clone().expect("envFrom");
+    assert_eq!(
+        env_from[0].config_map_ref.as_ref().expect("cm ref").name,
+        a.config_map_name()
+    );
+    let annotations = template(&ca)
+        .metadata
+        .expect("meta")
+        .annotations
+        .expect("annotations");
+    assert_eq!(annotations[CONFIG_HASH_ANNOTATION], a.config_hash);
+}
+
+#[test]
+fn replicas_only_when_not_autoscaled() {
+    let fixed = render(&valid("  image: app:1\n  replicas: 4\n"));
+    assert_eq!(
+        fixed.deployment.spec.as_ref().expect("spec").replicas,
+        Some(4)
+    );
+    let default = render(&valid("  image: app:1\n"));
+    assert_eq!(
+        default.deployment.spec.as_ref().expect("spec").replicas,
+        Some(1)
+    );
+    let scaled = render(&valid(
+        "  image: app:1\n  autoscaling: {maxReplicas: 3, requestRate: {targetPerReplica: 5}}\n",
+    ));
+    assert_eq!(
+        scaled.deployment.spec.as_ref().expect("spec").replicas,
+        None
+    );
+    let json = serde_json::to_value(&scaled.deployment).expect("json");
+    assert!(
+        json.pointer("/spec/replicas").is_none(),
+        "replicas must be absent from the applied object"
+    );
+}
+
+#[test]
+fn hpa_only_for_cpu_only_autoscaling() {
+    let cpu = valid(
+        "  image: app:1\n  resources: {requests: {cpu: 100m}}\n  autoscaling: {minReplicas: 2, maxReplicas: 7, cpu: {targetUtilization: 65}}\n",
+    );
+    assert_eq!(cpu.engine(), Engine::Hpa);
+    let hpa = render(&cpu).hpa.expect("hpa for cpu-only");
+    assert_eq!((hpa.spec.min_replicas, hpa.spec.max_replicas), (Some(2), 7));
+    let metric = &hpa.spec.metrics.as_ref().expect("metrics")[0];
+    assert_eq!(
+        metric
+            .resource
+            .as_ref()
+            .expect("resource")
+            .target
+            .average_utilization,
+        Some(65)
+    );
+    assert_eq!(hpa.spec.scale_target_ref.name, "shop");
+
+    let both = valid(
+        "  image: app:1\n  resources: {requests: {cpu: 100m}}\n  autoscaling: {maxReplicas: 7, cpu: {targetUtilization: 65}, requestRate: {targetPerReplica: 10}}\n",
+    );
+    assert_eq!(both.engine(), Engine::Shoal);
+    assert!(render(&both).hpa.is_none());
+    let forced = valid(
+        "  image: app:1\n  resources: {requests: {cpu: 100m}}\n  autoscaling: {maxReplicas: 7, engine: Shoal, cpu: {targetUtilization: 65}}\n",
+    );
+    assert!(render(&forced).hpa.is_none());
+    assert!(render(&valid("  image: app:1\n")).hpa.is_none());
+}
+
+#[test]
+fn probes_default_to_get_health_on_the_port() {
+    let d = render(&valid("  image: app:1\n  port: 9090\n")).deployment;
+    let c = container(&d);
+    for probe in [c.readiness_probe.as_ref(), c.liveness_probe.as_ref()] {
+        let get = probe.expect("probe").http_get.as_ref().expect("httpGet");
+        assert_eq!(get.path.as_deref(), Some("/health"));
+        assert_eq!(
+            get.port,
+            k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(9090)
+        );
+    }
+    let off = render(&valid(
+        "  image: app:1\n  probes: {liveness: {enabled: false}, readiness: {path: /ready}}\n",
+    ))
+    .deployment;
+    let c = container(&off);
+    assert!(c.liveness_probe.is_none());
+    assert_eq!(
+        c.readiness_probe
+            .as_ref()
+            .and_then(|p| p.http_get.as_ref())
+            .and_then(|g| g.path.as_deref()),
+        Some("/ready")
+    );
+}
+
+#[test]
+fn service_and_ingress_follow_the_spec() {
+    let c = render(&valid(
+        "  image: app:1\n  service: {type: NodePort, port: 8081}\n  ingress: {host: a.example.com, path: /api, tlsSecretName: tls}\n",
+    ));
+    let svc = c.service.spec.expect("svc spec");
+    assert_eq!(svc.type_.as_deref(), Some("NodePort"));
+    assert_eq!(svc.ports.expect("ports")[0].port, 8081);
+    let ing = c.ingress.expect("ingress").spec.expect("spec");
+    let rule = &ing.rules.expect("rules")[0];
+    assert_eq!(rule.host.as_deref(), Some("a.example.com"));
+    let path = &rule.http.as_ref().expect("http").paths[0];
+    assert_eq!(path.path.as_deref(), Some("/api"));
+    assert_eq!(
+        path.backend
+            .service
+            .as_ref()
+            .and_then(|s| s.port.as_ref())
+            .and_then(|p| p.number),
+        Some(8081)
+    );
+    assert_eq!(ing.tls.expect("tls")[0].secret_name.as_deref(), Some("tls"));
+    assert!(render(&valid("  image: app:1\n")).ingress.is_none());
+}
+
+#[test]
+fn turning_autoscaling_on_hands_the_live_count_to_the_autoscaler() {
+    let fixed = render(&valid("  image: app:1\n  replicas: 6\n")).deployment;
+    let scaled = valid(
+        "  image: app:1\n  autoscaling: {minReplicas: 2, maxReplicas: 5, requestRate: {targetPerReplica: 5}}\n",
+    );
+    // The live Deployment still carries the controller's replicas: claim them, clamped to max.
+    assert_eq!(replicas_handoff(&scaled, &fixed), Some(5));
+    // Once the controller applied without replicas, there is nothing to hand over.
+    let after = render(&scaled).deployment;
+    assert_eq!(replicas_handoff(&scaled, &after), None);
+    // Not autoscaled: never.
+    assert_eq!(replicas_handoff(&valid("  image: app:1\n"), &fixed), None);
+}
+
+#[test]
+fn a_new_autoscaled_deployment_starts_at_min_unless_someone_else_wrote() {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+    let scaled = valid(
+        "  image: app:1\n  autoscaling: {minReplicas: 3, maxReplicas: 5, requestRate: {targetPerReplica: 5}}\n",
+    );
+    let mut created = render(&scaled).deployment;
+    created.spec.as_mut().expect("spec").replicas = Some(1);
+    created.metadata.managed_fields = Some(vec![ManagedFieldsEntry {
+        manager: Some("shoal".into()),
+        ..Default::default()
+    }]);
+    assert_eq!(initial_replicas(&scaled, &created), Some(3));
+    created
+        .metadata
+        .managed_fields
+        .get_or_insert_with(Vec::new)
+        .push(ManagedFieldsEntry {
+            manager: Some("kube-controller-manager".into()),
+            ..Default::default()
+        });
+    assert_eq!(
+        initial_replicas(&scaled, &created),
+        None,
+        "the HPA already wrote: leave it"
+    );
+    let min_one = valid(
+        "  image: app:1\n  autoscaling: {maxReplicas: 5, requestRate: {targetPerReplica: 5}}\n",
+    );
+    let mut fresh = render(&min_one).deployment;
+    fresh.spec.as_mut().expect("spec").replicas = Some(1);
+    assert_eq!(initial_replicas(&min_one, &fresh), None);
+}

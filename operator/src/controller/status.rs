@@ -1,0 +1,208 @@
+//! The Microservice's status as a pure function of what the controller observed, and the
+//! Events a change of status calls for, as data.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::runtime::events::EventType;
+
+use crate::conditions::{self, ConditionSpec};
+use crate::crd::{Microservice, MicroserviceStatus};
+use crate::progress::Progress;
+use crate::validate::{InvalidSpec, ValidatedMicroservice};
+use crate::vocabulary::{CONTROLLER_CONDITIONS, ConditionType, EventAction, EventReason, Reason};
+
+/// The Ready condition for a valid Microservice, from its live Deployment.
+pub fn ready_condition(deployment: Option<&Deployment>) -> ConditionSpec {
+    use ConditionType::Ready;
+    let Some(deployment) = deployment else {
+        return ConditionSpec::of(
+            Ready,
+            false,
+            Reason::Creating,
+            "waiting for the Deployment to be created",
+        );
+    };
+    let Progress {
+        desired,
+        total,
+        updated,
+        available,
+        ready,
+        observed,
+        deadline_exceeded,
+    } = Progress::of(deployment);
+    if deadline_exceeded.is_some() {
+        return ConditionSpec::of(
+            Ready,
+            false,
+            Reason::ProgressDeadlineExceeded,
+            format!(
+                "the rollout made no progress within its deadline: {available} of {desired} replicas available"
+            ),
+        );
+    }
+    let rolling_out =
+        |message: String| ConditionSpec::of(Ready, false, Reason::RolloutInProgress, message);
+    if !observed {
+        return rolling_out(
+            "waiting for the Deployment controller to observe the new revision".to_string(),
+        );
+    }
+    if updated < desired {
+        return rolling_out(format!(
+            "{updated} of {desired} replicas updated to the new revision"
+        ));
+    }
+    if total > updated {
+        return rolling_out(format!(
+            "{} old replicas pending termination",
+            total - updated
+        ));
+    }
+    if available < desired {
+        return ConditionSpec::of(
+            Ready,
+            false,
+            Reason::ReplicasUnavailable,
+            format!("{ready} of {desired} replicas ready"),
+        );
+    }
+    ConditionSpec::of(
+        Ready,
+        true,
+        Reason::Available,
+        format!("{available} of {desired} replicas available"),
+    )
+}
+
+/// Status of a valid Microservice.
+pub fn valid_status(
+    ms: &Microservice,
+    valid: &ValidatedMicroservice,
+    deployment: Option<&Deployment>,
+    rollout: &super::rollout::Transition,
+    now: &Time,
+) -> MicroserviceStatus {
+    let old = ms.status.clone().unwrap_or_default();
+    let mut wanted = vec![ready_condition(deployment)];
+    wanted.extend(rollout.conditions.iter().cloned());
+    MicroserviceStatus {
+        observed_generation: Some(valid.generation),
+        conditions: conditions::merge(&old.conditions, &wanted, valid.generation, now),
+        desired_replicas: deployment
+            .and_then(|d| d.spec.as_ref())
+            .and_then(|s| s.replicas),
+        ready_replicas: deployment
+            .and_then(|d| d.status.as_ref())
+            .map(|s| s.ready_replicas.unwrap_or(0)),
+        scaling_engine: Some(valid.engine().as_str().to_string()),
+        config_map: Some(valid.config_map_name()),
+        autoscaler: None,
+        rollout: Some(rollout.status.clone()),
+    }
+}
+
+/// Status of a Microservice whose spec is invalid: Ready=False with the reason; the rest
+/// of the status (what the children still are) is kept.
+pub fn invalid_status(ms: &Microservice, invalid: &InvalidSpec, now: &Time) -> MicroserviceStatus {
+    let old = ms.status.clone().unwrap_or_default();
+    let generation = ms.metadata.generation.unwrap_or(0);
+    let wanted = [ConditionSpec::of(
+        ConditionType::Ready,
+        false,
+        Reason::InvalidSpec,
+        format!("{invalid}; existing children are left unchanged until the spec is fixed"),
+    )];
+    MicroserviceStatus {
+        observed_generation: Some(generation),
+        conditions: conditions::merge(&old.conditions, &wanted, generation, now),
+        ..old
+    }
+}
+
+/// The part of the status the controller writes (its field manager owns exactly this):
+/// its own conditions and fields, not the autoscaler's.
+pub fn controller_view(status: &MicroserviceStatus) -> MicroserviceStatus {
+    MicroserviceStatus {
+        conditions: status
+            .conditions
+            .iter()
+            .filter(|c| CONTROLLER_CONDITIONS.iter().any(|t| t.as_str() == c.type_))
+            .cloned()
+            .collect(),
+        autoscaler: None,
+        ..status.clone()
+    }
+}
+
+/// True when the controller's part of the status changed and must be written. Timestamps
+/// only move when a condition flips (see [`conditions::merge`]), so equality is exact.
+pub fn needs_write(old: Option<&MicroserviceStatus>, new: &MicroserviceStatus) -> bool {
+    old.map(controller_view) != Some(controller_view(new))
+}
+
+/// An Event to publish about the Microservice.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventSpec {
+    /// Normal or Warning.
+    pub type_: EventType,
+    /// Why.
+    pub reason: String,
+    /// What the controller was doing.
+    pub action: &'static str,
+    /// For humans.
+    pub note: String,
+}
+
+/// The Event of an invalid spec.
+pub fn invalid_spec_event(invalid: &InvalidSpec) -> EventSpec {
+    EventSpec {
+        type_: EventType::Warning,
+        reason: EventReason::InvalidSpec.to_string(),
+        action: EventAction::Validate.as_str(),
+        note: invalid.to_string(),
+    }
+}
+
+/// Events for every rollout condition that changed (status or reason) from `old` to `new`.
+pub fn events_for(old: Option<&MicroserviceStatus>, new: &MicroserviceStatus) -> Vec<EventSpec> {
+    use ConditionType::{Degraded, Progressing, RolledBack};
+    let mut events = Vec::new();
+    for type_ in [Progressing, Degraded, RolledBack] {
+        let Some(now) = conditions::find(&new.conditions, type_.as_str()) else {
+            continue;
+        };
+        let before = old.and_then(|o| conditions::find(&o.conditions, type_.as_str()));
+        if before.is_some_and(|b| b.status == now.status && b.reason == now.reason) {
+            continue;
+        }
+        let warning = (type_ != Progressing && now.status == "True")
+            || now.reason == Reason::ProgressDeadlineExceeded.as_str();
+        // The first Progressing of a new object is not news; failures and rollbacks are.
+        if before.is_none() && !warning && type_ != Progressing {
+            continue;
+        }
+        let reason = if type_ == Progressing {
+            now.reason.clone()
+        } else {
+            format!(
+                "{type_}{}",
+                if now.status == "True" { "" } else { "Cleared" }
+            )
+        };
+        events.push(EventSpec {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason,
+            action: EventAction::Rollout.as_str(),
+            note: now.message.clone(),
+        });
+    }
+    events
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,393 @@
+//! The reconcile against a scripted mock apiserver (kube-rs controller-rs style, with
+//! `tower-test`): which requests a pass makes, in which order, and none when nothing changed.
+//! The watch caches are filled by hand, as the controller's watches would fill them.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::Client;
+use kube::api::PartialObjectMeta;
+use kube::client::Body;
+use kube::core::PartialObjectMetaExt;
+use kube::runtime::reflector::{self, store::Writer};
+use kube::runtime::watcher;
+use serde_json::{Value, json};
+use shoal::controller::{Context, Stores, reconcile::reconcile};
+use shoal::crd::Microservice;
+use shoal::test_support::{NAME, NAMESPACE, microservice_at};
+
+/// One request the reconcile made: `METHOD path` (without the query) and its body.
+#[derive(Clone, Debug)]
+struct Call {
+    line: String,
+    body: Value,
+}
+
+/// How the mock answers a request: `None` echoes it as the apiserver would (see [`answer`]).
+type Script = Arc<dyn Fn(&Call) -> Option<(StatusCode, Value)> + Send + Sync>;
+
+/// The mock apiserver: records every request and answers it.
+struct ApiServer {
+    calls: Arc<Mutex<Vec<Call>>>,
+}
+
+impl ApiServer {
+    fn start(ms: Microservice, script: Script) -> (Client, ApiServer) {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let recorded = calls.clone();
+        tokio::spawn(async move {
+            while let Some((request, send)) = handle.next_request().await {
+                let line = format!("{} {}", request.method(), request.uri().path());
+                let bytes = request
+                    .into_body()
+                    .collect_bytes()
+                    .await
+                    .expect("request body");
+                let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                let call = Call { line, body };
+                recorded.lock().expect("calls").push(call.clone());
+                let (status, reply) = script(&call).unwrap_or_else(|| answer(&ms, &call));
+                let response = Response::builder()
+                    .status(status)
+                    .body(Body::from(serde_json::to_vec(&reply).expect("json")))
+                    .expect("response");
+                send.send_response(response);
+            }
+        });
+        (Client::new(service, NAMESPACE), ApiServer { calls })
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        self.calls.lock().expect("calls").clone()
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.calls().into_iter().map(|c| c.line).collect()
+    }
+}
+
+/// What the apiserver returns for a write: the applied object with the metadata it sets
+/// (uid, generation 1, resourceVersion, our field manager), the Microservice with the
+/// written status, or the created Event.
+fn answer(ms: &Microservice, call: &Call) -> (StatusCode, Value) {
+    let mut body = call.body.clone();
+    if call.line.ends_with("/status") {
+        let mut written = serde_json::to_value(ms).expect("json");
+        written["status"] = body["status"].clone();
+        written["metadata"]["resourceVersion"] = json!("2");
+        return (StatusCode::OK, written);
+    }
+    if call.line.starts_with("PATCH") {
+        let metadata = &mut body["metadata"];
+        metadata["uid"] = json!(format!("uid-{}", metadata["name"].as_str().unwrap_or("")));
+        metadata["generation"] = json!(1);
+        metadata["resourceVersion"] = json!("1");
+        metadata["managedFields"] = json!([{"manager": "shoal", "operation": "Apply"}]);
+    }
+    (StatusCode::OK, body)
+}
+
+/// Writers of the controller's caches, and the stores they fill.
+struct Caches {
+    deployments: Writer<Deployment>,
+    services: Writer<Service>,
+    ingresses: Writer<Ingress>,
+    hpas: Writer<HorizontalPodAutoscaler>,
+    config_maps: Writer<PartialObjectMeta<ConfigMap>>,
+    replica_sets: Writer<ReplicaSet>,
+    stores: Stores,
+}
+
+fn ready<K>(writer: &mut Writer<K>)
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    writer.apply_watcher_event(&watcher::Event::Init);
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+}
+
+impl Caches {
+    /// Empty caches that have listed once (nothing exists yet).
+    fn empty() -> Caches {
+        let (deployments_r, mut deployments) = reflector::store();
+        let (services_r, mut services) = reflector::store();
+        let (ingresses_r, mut ingresses) = reflector::store();
+        let (hpas_r, mut hpas) = reflector::store();
+        let (config_maps_r, mut config_maps) = reflector::store();
+        let (replica_sets_r, mut replica_sets) = reflector::store();
+        ready(&mut deployments);
+        ready(&mut services);
+        ready(&mut ingresses);
+        ready(&mut hpas);
+        ready(&mut config_maps);
+        ready(&mut replica_sets);
+        Caches {
+            deployments,
+            services,
+            ingresses,
+            hpas,
+            config_maps,
+            replica_sets,
+            stores: Stores {
+                deployments: deployments_r,
+                services: services_r,
+                ingresses: ingresses_r,
+                hpas: hpas_r,
+                config_maps: config_maps_r,
+                replica_sets: replica_sets_r,
+            },
+        }
+    }
+
+    /// Feeds the objects the apiserver returned for applies into the caches, as the
+    /// watches would; the Deployment as rolled out completely.
+    fn learn(&mut self, calls: &[Call]) {
+        for call in calls {
+            if !call.line.starts_with("PATCH") || call.line.ends_with("/status") {
+                continue;
+            }
+            let (_, object) = answer(&microservice_at(1, SPEC), call);
+            match object["kind"].as_str() {
+                Some("ConfigMap") => {
+                    let cm: ConfigMap = serde_json::from_value(object).expect("ConfigMap");
+                    let meta = cm.metadata.into_response_partial::<ConfigMap>();
+                    self.config_maps
+                        .apply_watcher_event(&watcher::Event::Apply(meta));
+                }
+                Some("Deployment") => {
+                    let mut d: Deployment = serde_json::from_value(object).expect("Deployment");
+                    let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+                    d.status = Some(k8s_openapi::api::apps::v1::DeploymentStatus {
+                        observed_generation: Some(1),
+                        replicas: Some(replicas),
+                        updated_replicas: Some(replicas),
+                        available_replicas: Some(replicas),
+                        ready_replicas: Some(replicas),
+                        ..Default::default()
+                    });
+                    self.deployments
+                        .apply_watcher_event(&watcher::Event::Apply(d));
+                }
+                Some("Service") => {
+                    let svc = serde_json::from_value(object).expect("Service");
+                    self.services
+                        .apply_watcher_event(&watcher::Event::Apply(svc));
+                }
+                Some("Ingress") => {
+                    let ing = serde_json::from_value(object).expect("Ingress");
+                    self.ingresses
+                        .apply_watcher_event(&watcher::Event::Apply(ing));
+                }
+                Some("HorizontalPodAutoscaler") => {
+                    let hpa = serde_json::from_value(object).expect("HPA");
+                    self.hpas.apply_watcher_event(&watcher::Event::Apply(hpa));
+                }
+                other => panic!("unexpected apply of {other:?}"),
+            }
+        }
+        let _ = &mut self.replica_sets;
+    }
+}
+
+fn context(client: Client, stores: Stores) -> Arc<Context> {
+    let metrics = Arc::new(shoal::metrics::Metrics::new());
+    Arc::new(Context::new(
+        client,
+        stores,
+        Duration::from_secs(300),
+        metrics,
+    ))
+}
+
+const SPEC: &str = "  image: app:1\n  replicas: 2\n  config: {GREETING: hello}\n  ingress: {host: shop.example.com}\n";
+
+fn no_script() -> Script {
+    Arc::new(|_| None)
+}
+
+fn path(kind: &str) -> String {
+    format!("/namespaces/{NAMESPACE}/{kind}")
+}
+
+/// Runs one reconcile of `ms` against a fresh mock apiserver.
+async fn pass(
+    ms: &Microservice,
+    stores: &Stores,
+    script: Script,
+) -> (
+    shoal::error::Result<kube::runtime::controller::Action>,
+    ApiServer,
+) {
+    let (client, server) = ApiServer::start(ms.clone(), script);
+    let result = reconcile(Arc::new(ms.clone()), context(client, stores.clone())).await;
+    (result, server)
+}
+
+fn events(calls: &[Call]) -> Vec<(String, String)> {
+    calls
+        .iter()
+        .filter(|c| c.line.starts_with("POST") && c.line.ends_with("/events"))
+        .map(|c| {
+            (
+                c.body["type"].as_str().unwrap_or("").to_string(),
+                c.body["note"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_new_microservice_is_applied_then_converges_to_no_request_at_all() {
+    let mut ms = microservice_at(1, SPEC);
+    let mut caches = Caches::empty();
+
+    // A new Microservice: the four children, one status write, and their Events.
+    let (result, server) = pass(&ms, &caches.stores, no_script()).await;
+    result.expect("first pass succeeds");
+    let calls = server.calls();
+    let writes: Vec<&str> = calls
+        .iter()
+        .filter(|c| !c.line.ends_with("/events"))
+        .map(|c| c.line.as_str())
+        .collect();
+    let config_map = format!(
+        "PATCH /api/v1{}/configmaps/{NAME}-config-",
+        path("").trim_end_matches('/')
+    );
+    assert_eq!(writes.len(), 5, "{writes:#?}");
+    assert!(writes[0].starts_with(&config_map), "{writes:#?}");
+    assert_eq!(
+        writes[1..],
+        [
+            format!("PATCH /apis/apps/v1{}/{NAME}", path("deployments")),
+            format!("PATCH /api/v1{}/{NAME}", path("services")),
+            format!(
+                "PATCH /apis/networking.k8s.io/v1{}/{NAME}",
+                path("ingresses")
+            ),
+            format!(
+                "PATCH /apis/shoal.dev/v1alpha1{}/{NAME}/status",
+                path("microservices")
+            ),
+        ]
+    );
+    let notes = events(&calls);
+    let created: Vec<&str> = notes.iter().map(|(_, n)| n.as_str()).collect();
+    assert_eq!(created.len(), 5, "{notes:#?}");
+    assert!(created[0].starts_with("Created ConfigMap shop-config-"));
+    assert_eq!(
+        created[1..4],
+        [
+            "Created Deployment shop",
+            "Created Service shop",
+            "Created Ingress shop"
+        ]
+    );
+    // The rollout starting is news (before the status write that records it).
+    assert_eq!(notes[4].0, "Normal");
+    assert_eq!(notes[4].1, "creating the Deployment");
+    let status = calls.last().expect("status write").body["status"].clone();
+    assert_eq!(status["scalingEngine"], "None");
+    assert_eq!(status["observedGeneration"], 1);
+
+    // The caches show what was applied, the Deployment rolled out, the status as written:
+    // the next pass only records the finished rollout...
+    caches.learn(&calls);
+    ms.status = Some(serde_json::from_value(status).expect("status"));
+    let (result, server) = pass(&ms, &caches.stores, no_script()).await;
+    result.expect("second pass succeeds");
+    let calls = server.calls();
+    assert_eq!(
+        calls.last().map(|c| c.line.clone()),
+        Some(format!(
+            "PATCH /apis/shoal.dev/v1alpha1{}/{NAME}/status",
+            path("microservices")
+        )),
+        "{:#?}",
+        server.lines()
+    );
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.line.ends_with("/status") || c.line.ends_with("/events")),
+        "nothing but status and events: {:#?}",
+        server.lines()
+    );
+
+    // ...and then a converged Microservice causes no request at all.
+    ms.status = Some(
+        serde_json::from_value(calls.last().expect("status").body["status"].clone())
+            .expect("status"),
+    );
+    let (result, server) = pass(&ms, &caches.stores, no_script()).await;
+    result.expect("third pass succeeds");
+    assert_eq!(server.lines(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn an_invalid_microservice_gets_a_status_write_and_an_event_only() {
+    // A CPU target without a CPU request: the schema accepts it, validation does not.
+    let ms = microservice_at(
+        1,
+        "  image: app:1\n  autoscaling: {maxReplicas: 3, cpu: {targetUtilization: 50}}\n",
+    );
+    let caches = Caches::empty();
+    let (result, server) = pass(&ms, &caches.stores, no_script()).await;
+    result.expect("an invalid spec is reported, not an error");
+    let calls = server.calls();
+    assert_eq!(
+        server.lines(),
+        [
+            format!(
+                "PATCH /apis/shoal.dev/v1alpha1{}/{NAME}/status",
+                path("microservices")
+            ),
+            format!("POST /apis/events.k8s.io/v1{}", path("events")),
+        ]
+    );
+    let ready = &calls[0].body["status"]["conditions"][0];
+    assert_eq!(
+        (ready["type"].as_str(), ready["reason"].as_str()),
+        (Some("Ready"), Some("InvalidSpec"))
+    );
+    assert_eq!(calls[1].body["type"], "Warning");
+    assert_eq!(calls[1].body["reason"], "InvalidSpec");
+}
+
+#[tokio::test]
+async fn a_refused_child_fails_the_apply_stage() {
+    let ms = microservice_at(1, SPEC);
+    let caches = Caches::empty();
+    let refuse: Script = Arc::new(|call: &Call| {
+        call.line.contains("/deployments/").then(|| {
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({
+                    "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                    "message": "Deployment.apps \"shop\" is invalid", "reason": "Invalid", "code": 422
+                }),
+            )
+        })
+    });
+    let (result, server) = pass(&ms, &caches.stores, refuse).await;
+    let err = result.expect_err("a refused Deployment fails the reconcile");
+    assert_eq!(err.metric_label(), "apply");
+    assert!(
+        err.to_string().starts_with("applying Deployment shop: "),
+        "{err}"
+    );
+    // The ConfigMap (and its Event) came before; nothing after the refused Deployment.
+    let lines = server.lines();
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    assert!(
+        lines[2].ends_with(&format!("/deployments/{NAME}")),
+        "{lines:#?}"
+    );
+}
