@@ -191,8 +191,10 @@ fn a_failed_write_spends_no_rate_budget() {
 fn stabilization_reasons_are_the_hpas() {
     let mut i = inputs(6, vec![rps_pods(&even(100.0, 6), true, Some(100.0))]);
     i.behavior.down.window_seconds = 300;
-    let mut state = State::default();
-    state.initialized = true;
+    let mut state = State {
+        initialized: true,
+        ..Default::default()
+    };
     state.recommendations.push_back((NOW - 60_000, 6));
     let (d, _) = decide(&i, &state, NOW);
     assert_eq!(d.desired, 6);
