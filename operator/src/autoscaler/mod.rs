@@ -9,6 +9,8 @@ pub mod decision;
 pub mod inputs;
 pub mod source;
 pub mod status;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;

@@ -6,6 +6,7 @@ mod shoal;
 mod upstream;
 
 use super::*;
+use crate::crd::{PolicyType, SelectPolicy};
 
 /// upstream `generateScalingRules(pods, podsPeriod, percent, percentPeriod, window)`.
 pub(super) fn rules(
