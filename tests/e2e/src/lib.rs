@@ -14,6 +14,7 @@ pub mod admission;
 pub mod audit;
 pub mod openmetrics;
 pub mod recorder;
+pub mod signalbench;
 pub mod slowproxy;
 
 /// The running test bed.
