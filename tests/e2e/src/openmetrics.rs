@@ -1,7 +1,10 @@
 //! Reading samples out of Prometheus/OpenMetrics text exposition (the operator's `/metrics`).
 
+/// One parsed sample: name, labels (in order), value.
+pub type Sample = (String, Vec<(String, String)>, f64);
+
 /// One sample line: name, labels, value. None for comments, blank or malformed lines.
-pub fn parse_line(line: &str) -> Option<(String, Vec<(String, String)>, f64)> {
+pub fn parse_line(line: &str) -> Option<Sample> {
     let line = line.trim();
     if line.is_empty() || line.starts_with('#') {
         return None;
