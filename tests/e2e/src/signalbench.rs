@@ -28,8 +28,9 @@ fn apply(bed: &TestBed, ns: &str, yaml: &str) {
 
 /// Scale writes under a noisy constant load.
 pub struct NoiseFigures {
-    /// Load (req/s) and its noise (± percent per load-simulator tick).
+    /// Load (req/s).
     pub load: f64,
+    /// Its noise (± percent per load-simulator tick).
     pub noise_percent: f64,
     /// Seconds measured after settling.
     pub measured_seconds: f64,
