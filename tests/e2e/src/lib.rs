@@ -14,6 +14,8 @@ pub mod admission;
 pub mod audit;
 pub mod openmetrics;
 pub mod recorder;
+pub mod signalbench;
+pub mod slowproxy;
 
 /// The running test bed.
 pub struct TestBed {

@@ -1,6 +1,6 @@
 //! Reading samples out of Prometheus/OpenMetrics text exposition (the operator's `/metrics`).
 
-/// A sample: metric name, labels (name, value), value.
+/// One parsed sample: name, labels (in order), value.
 pub type Sample = (String, Vec<(String, String)>, f64);
 
 /// One sample line: name, labels, value. None for comments, blank or malformed lines.

@@ -372,6 +372,29 @@ async fn main() {
         }
         _ => println!("Prometheus queries: the counter could not be read"),
     }
+    // Issue 10: writes under a noisy constant load, and cost and shortfall over the demo's trace.
+    let noise =
+        shoal_e2e::signalbench::noisy_constant_load(bed, 375.0, 10.0, Duration::from_secs(120))
+            .await;
+    println!(
+        "noisy constant load {} req/s +-{}%, scale-down window 0 s: {} scale writes in {:.0} s after settling = {:.2} per minute (replicas {:?})",
+        noise.load,
+        noise.noise_percent,
+        noise.writes,
+        noise.measured_seconds,
+        noise.per_minute(),
+        noise.path
+    );
+    let trace = shoal_e2e::signalbench::load_trace(bed).await;
+    println!(
+        "demo load trace ({:.0} s, 20 s scale-down window): {:.0} replica-seconds against {:.0} ideal (ceil(load / target)) = {:.2}x; ready capacity below the offered load for {:.1} s (replicas {:?})",
+        trace.seconds,
+        trace.replica_seconds,
+        trace.ideal_replica_seconds,
+        trace.replica_seconds / trace.ideal_replica_seconds,
+        trace.under_capacity_seconds,
+        trace.path
+    );
     println!(
         "machine: {} cores; measured over {measured:.0} s",
         std::thread::available_parallelism().map_or(0, |n| n.get())
