@@ -148,6 +148,15 @@ impl Metrics {
             queries.clone(),
         );
         let query_errors = Family::<QueryErrorLabels, Counter>::default();
+        // The batched queries' series exist from the start (at 0), so the family is served
+        // before the first error and `rate()` over it sees the first increment.
+        for reason in crate::autoscaler::source::MetricError::REASONS {
+            query_errors.get_or_create(&QueryErrorLabels {
+                namespace: String::new(),
+                microservice: String::new(),
+                reason: reason.to_string(),
+            });
+        }
         registry.register(
             "metric_query_errors",
             "Prometheus queries of the metrics loop that failed, by Microservice (empty for batched queries) and reason",

@@ -42,6 +42,17 @@ pub enum MetricError {
 }
 
 impl MetricError {
+    /// Every value of [`MetricError::reason`].
+    pub const REASONS: [&'static str; 7] = [
+        "no_client",
+        "timeout",
+        "unreachable",
+        "query",
+        "no_data",
+        "invalid",
+        "several_series",
+    ];
+
     /// Short label for `/metrics`.
     pub fn reason(&self) -> &'static str {
         match self {
