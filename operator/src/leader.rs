@@ -326,9 +326,9 @@ fn expired(spec: &LeaseSpec, now: Timestamp) -> bool {
         return true;
     };
     let seconds = i64::from(spec.lease_duration_seconds.unwrap_or(0));
-    renewed
+    !renewed
         .checked_add(SignedDuration::from_secs(seconds))
-        .map_or(true, |until| until <= now)
+        .is_ok_and(|until| until > now)
 }
 
 /// The lease, held by this process.

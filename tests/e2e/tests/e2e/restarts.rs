@@ -34,6 +34,9 @@ async fn settled_writes(bed: &TestBed, ns: &str) -> usize {
     }
 }
 
+/// ConfigMaps that slow the first list of one cache in [`first_reconciles_after_a_restart`].
+const FILLERS: usize = 1500;
+
 fn generation_observed(ms: &Value) -> bool {
     ms.pointer("/status/observedGeneration") == ms.pointer("/metadata/generation")
 }
@@ -74,6 +77,32 @@ async fn first_reconciles_after_a_restart(test: &str, count: usize) {
     .await;
     settled_writes(bed, &ns).await;
     op.stop();
+    // Many objects in one of the watched caches (ConfigMaps with Shoal's label, owned by
+    // nobody, so never pruned) make its first list take longer than the Microservices':
+    // reconciles start while that cache is still cold, as on a busy cluster.
+    let fillers: Vec<Value> = (0..FILLERS)
+        .map(|i| {
+            serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {
+                    "name": format!("filler-{i}"),
+                    "labels": {"app.kubernetes.io/managed-by": "shoal"},
+                },
+                "data": {"filler": "x".repeat(512)},
+            })
+        })
+        .collect();
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": fillers});
+    let out = bed.kubectl_stdin(
+        &["create", "-n", &ns, "-f", "-", "-o", "name"],
+        &list.to_string(),
+    );
+    assert!(
+        out.status.success(),
+        "creating fillers: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let before = audit::writes(&bed.audit_log(), &ns, "shoal/").len();
     bed.kubectl_ok(&[
         "patch",
