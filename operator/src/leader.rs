@@ -285,7 +285,9 @@ pub async fn take_over(
                     lease_duration_seconds: Some(seconds),
                     acquire_time: Some(MicroTime(now)),
                     renew_time: Some(MicroTime(now)),
-                    lease_transitions: Some(0),
+                    // The first holder counts as a transition, as kube-lease-manager
+                    // counts it.
+                    lease_transitions: Some(1),
                     ..LeaseSpec::default()
                 }),
             };
