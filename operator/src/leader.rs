@@ -14,13 +14,21 @@
 //! renewal, before any follower may take over. A restarted container keeps its pod's
 //! identity (`POD_NAME`), so it gets its own still-valid lease back at once.
 //!
-//! `kube-lease-manager` followers sleep until the lease they saw expires and do not notice
-//! an early release; [`Elector::acquire`] therefore looks afresh every [`RETRY_PERIOD`].
+//! Taking the lease is a compare-and-swap, as in client-go: [`try_acquire`] reads the
+//! Lease and, when it is free, expired or already ours, replaces it carrying the
+//! `resourceVersion` it read. Of several candidates that saw the same expired lease, the
+//! apiserver lets exactly one write through; the others get `409 Conflict` and keep
+//! following. (`kube-lease-manager` takes an orphaned lease with a server-side apply, which
+//! has no such precondition: two candidates could both believe they won.) Once held, the
+//! lease is renewed by `kube-lease-manager`, which also notices an early release.
 
 use std::time::Duration;
 
 use anyhow::Context as _;
-use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::api::PostParams;
 use kube::{Api, Client};
 use kube_lease_manager::{DurationSeconds, LeaseCreateMode, LeaseManager, LeaseParams};
 use tracing::{debug, info, warn};
@@ -174,9 +182,28 @@ impl Elector {
             holder = holder.as_deref().unwrap_or("<none>"),
             "waiting for the leader lease"
         );
+        let api = Api::<Lease>::namespaced(self.client.clone(), namespace);
         loop {
-            // A fresh manager reads the lease anew: one that saw it held would sleep
-            // until it expires, and miss an early release.
+            match try_acquire(&api, lease_name, identity, LEASE_DURATION).await {
+                Ok(Attempt::Acquired) => {}
+                Ok(Attempt::Held { holder }) => {
+                    debug!(%holder, "the leader lease is held by another process");
+                    tokio::time::sleep(RETRY_PERIOD).await;
+                    continue;
+                }
+                Ok(Attempt::Lost) => {
+                    info!("another process took the leader lease first");
+                    tokio::time::sleep(RETRY_PERIOD).await;
+                    continue;
+                }
+                Err(err) => {
+                    warn!(error = %err, "leader election: cannot take the lease; retrying");
+                    tokio::time::sleep(RETRY_PERIOD).await;
+                    continue;
+                }
+            }
+            // Ours now: the manager renews it from here on, and finds this identity as
+            // the holder at once.
             let manager = match self.manager().await {
                 Ok(manager) => manager,
                 Err(err) => {
@@ -193,18 +220,117 @@ impl Elector {
                         config: self.config.clone(),
                     };
                 }
-                // Cannot happen for a manager that did not lead; look again.
-                Ok(Ok(false)) => {}
+                // Taken over between our write and the manager's read; follow again.
+                Ok(Ok(false)) | Err(_) => {
+                    debug!("the leader lease changed hands right after it was taken");
+                }
                 Ok(Err(err)) => {
-                    warn!(error = %err, "leader election: cannot take the lease; retrying");
+                    warn!(error = %err, "leader election: cannot renew the lease just taken; retrying");
                     tokio::time::sleep(RETRY_PERIOD).await;
                 }
-                // Someone else holds a valid lease. If the timeout cut a take-over short
-                // after the write, the next manager finds this identity as the holder.
-                Err(_) => debug!("the leader lease is held by another process"),
             }
         }
     }
+}
+
+/// What one attempt to take the lease found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Attempt {
+    /// This identity holds the lease now.
+    Acquired,
+    /// Another identity holds a lease that has not expired.
+    Held {
+        /// Its identity.
+        holder: String,
+    },
+    /// Another candidate wrote the lease between our read and our write (`409 Conflict`).
+    Lost,
+}
+
+/// One attempt to take the lease `name` for `identity`: reads it, and takes it when it
+/// is missing, free, expired or already ours (see [`take_over`]).
+pub async fn try_acquire(
+    api: &Api<Lease>,
+    name: &str,
+    identity: &str,
+    duration: Duration,
+) -> kube::Result<Attempt> {
+    let observed = api.get_opt(name).await?;
+    take_over(api, name, observed, identity, duration).await
+}
+
+/// Takes the lease `name` as `observed` (None: it did not exist) for `identity`, as a
+/// compare-and-swap: creates it when it did not exist, else replaces it with the
+/// `resourceVersion` of `observed`, so that the write fails with `409 Conflict` (reported
+/// as [`Attempt::Lost`]) when anyone wrote the lease since. A lease held by another
+/// identity and not expired is left alone ([`Attempt::Held`]).
+pub async fn take_over(
+    api: &Api<Lease>,
+    name: &str,
+    observed: Option<Lease>,
+    identity: &str,
+    duration: Duration,
+) -> kube::Result<Attempt> {
+    let now = Timestamp::now();
+    let seconds = i32::try_from(duration.as_secs()).unwrap_or(i32::MAX);
+    let result = match observed {
+        None => {
+            let lease = Lease {
+                metadata: ObjectMeta {
+                    name: Some(name.to_string()),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(LeaseSpec {
+                    holder_identity: Some(identity.to_string()),
+                    lease_duration_seconds: Some(seconds),
+                    acquire_time: Some(MicroTime(now)),
+                    renew_time: Some(MicroTime(now)),
+                    // The first holder counts as a transition, as kube-lease-manager
+                    // counts it.
+                    lease_transitions: Some(1),
+                    ..LeaseSpec::default()
+                }),
+            };
+            api.create(&PostParams::default(), &lease).await
+        }
+        Some(mut lease) => {
+            let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+            let holder = spec.holder_identity.clone().filter(|h| !h.is_empty());
+            if let Some(holder) = holder.as_ref().filter(|h| *h != identity)
+                && !expired(spec, now)
+            {
+                return Ok(Attempt::Held {
+                    holder: holder.clone(),
+                });
+            }
+            if holder.as_deref() != Some(identity) {
+                spec.acquire_time = Some(MicroTime(now));
+                spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
+            }
+            spec.holder_identity = Some(identity.to_string());
+            spec.renew_time = Some(MicroTime(now));
+            spec.lease_duration_seconds = Some(seconds);
+            // `lease.metadata.resourceVersion` is the one read: the precondition.
+            lease.metadata.managed_fields = None;
+            api.replace(name, &PostParams::default(), &lease).await
+        }
+    };
+    match result {
+        Ok(_) => Ok(Attempt::Acquired),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(Attempt::Lost),
+        Err(err) => Err(err),
+    }
+}
+
+/// True when the lease's last renewal is older than its duration (or it has none).
+fn expired(spec: &LeaseSpec, now: Timestamp) -> bool {
+    let Some(MicroTime(renewed)) = spec.renew_time else {
+        return true;
+    };
+    let seconds = i64::from(spec.lease_duration_seconds.unwrap_or(0));
+    !renewed
+        .checked_add(SignedDuration::from_secs(seconds))
+        .is_ok_and(|until| until > now)
 }
 
 /// The lease, held by this process.
@@ -259,6 +385,20 @@ mod tests {
             13,
             "renewal 2 s after the last one"
         );
+    }
+
+    #[test]
+    fn a_lease_expires_its_duration_after_its_last_renewal() {
+        let now = Timestamp::now();
+        let renewed = |ago: i64| LeaseSpec {
+            renew_time: Some(MicroTime(now - SignedDuration::from_secs(ago))),
+            lease_duration_seconds: Some(15),
+            ..LeaseSpec::default()
+        };
+        assert!(!expired(&renewed(14), now));
+        assert!(expired(&renewed(15), now));
+        assert!(expired(&renewed(60), now));
+        assert!(expired(&LeaseSpec::default(), now), "never renewed");
     }
 
     #[test]

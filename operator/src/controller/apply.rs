@@ -11,12 +11,13 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::DeleteParams;
+use kube::api::{DeleteParams, PartialObjectMeta, Patch, PatchParams};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 use tracing::info;
 
 use super::render::{self, Children, INSTANCE_LABEL, MANAGED_BY_LABEL};
@@ -31,8 +32,8 @@ use crate::{AUTOSCALER_FIELD_MANAGER, FIELD_MANAGER};
 
 /// The live children of one Microservice, from the watch caches.
 pub struct Live {
-    /// Whether the current config's ConfigMap exists.
-    pub config_map_exists: bool,
+    /// The current config's ConfigMap (metadata only), when it exists.
+    pub config_map: Option<Arc<PartialObjectMeta<ConfigMap>>>,
     /// The Deployment.
     pub deployment: Option<Arc<Deployment>>,
     /// The Service.
@@ -67,7 +68,7 @@ impl Live {
             None => Vec::new(),
         };
         Live {
-            config_map_exists: lookup(&stores.config_maps, ms, &ms.config_map_name()).is_some(),
+            config_map: lookup(&stores.config_maps, ms, &ms.config_map_name()),
             deployment,
             service: lookup(&stores.services, ms, &ms.name),
             ingress: lookup(&stores.ingresses, ms, &ms.name),
@@ -138,14 +139,24 @@ pub async fn apply(
             writes: Vec::new(),
         },
     };
-    if !live.config_map_exists {
-        // Immutable and content-addressed: it exists with the right content, or not at all.
-        step.apply(&config_map, false).await?;
+    // Immutable and content-addressed: it exists with the right content, or not at all.
+    // It is applied when missing, and when not owned by this Microservice (left behind by
+    // `kubectl delete --cascade=orphan` of an earlier one of the same name): applying it
+    // adopts it, as applying the other children does.
+    match &live.config_map {
+        None => {
+            step.apply(&config_map, false).await?;
+        }
+        Some(live) if !owned_by(&**live, valid) => {
+            step.apply(&config_map, true).await?;
+        }
+        Some(_) => {}
     }
     step.deployment(&deployment, live, &transition.template)
         .await?;
-    if needs_apply(&service, live.service.as_deref()) {
-        step.apply(&service, live.service.is_some()).await?;
+    let live_service = step.reclaim_ports(&service, live.service.clone()).await?;
+    if needs_apply(&service, live_service.as_deref()) {
+        step.apply(&service, live_service.is_some()).await?;
     }
     step.optional(ingress.as_ref(), live.ingress.as_deref())
         .await?;
@@ -252,7 +263,11 @@ impl Step<'_> {
             return Ok(());
         };
         let restoring = matches!(template, Template::Restore(_));
-        if restoring || needs_apply(&wanted, live.deployment.as_deref()) {
+        let live_deployment = self.reclaim_ports(&wanted, live.deployment.clone()).await?;
+        if live_deployment.as_ref().map(Arc::as_ptr) != live.deployment.as_ref().map(Arc::as_ptr) {
+            self.applied.deployment = live_deployment.clone();
+        }
+        if restoring || needs_apply(&wanted, live_deployment.as_deref()) {
             let mut applied = self.apply(&wanted, live.deployment.is_some()).await?;
             if live.deployment.is_none()
                 && let Some(replicas) = render::initial_replicas(self.valid, &applied)
@@ -265,6 +280,65 @@ impl Step<'_> {
             self.applied.deployment = Some(Arc::new(applied));
         }
         Ok(())
+    }
+
+    /// Takes back the ports of `live` (a Service's, or a Deployment's containers') that
+    /// another field manager re-keyed; returns the child as it is now.
+    ///
+    /// Server-side apply merges port lists by key (`port`/`containerPort` and `protocol`),
+    /// so when someone changes the number of a port Shoal sets (`kubectl patch` 80 -> 81),
+    /// applying Shoal's port adds it beside the foreign one, and the apiserver refuses the
+    /// two entries of the same name (422 `Duplicate value`): apply alone can never heal
+    /// it. One JSON patch puts Shoal's entry back in place of the foreign one (guarded by
+    /// `test` operations, so it fails rather than overwrite a newer change); entries of
+    /// other names are left alone. Lists keyed by name (containers, env, volumes) and
+    /// atomic lists (Ingress rules and paths) do not have this trap: apply takes them back.
+    async fn reclaim_ports<K: Child>(
+        &mut self,
+        desired: &K,
+        live: Option<Arc<K>>,
+    ) -> Result<Option<Arc<K>>> {
+        let Some(current) = live else {
+            return Ok(None);
+        };
+        let ops = reclaim_ops(
+            &serde_json::to_value(&*current).unwrap_or_default(),
+            &serde_json::to_value(desired).unwrap_or_default(),
+        );
+        if ops.is_empty() {
+            return Ok(Some(current));
+        }
+        let name = current.name_any();
+        let patched = self
+            .api::<K>()
+            .patch(
+                &name,
+                &PatchParams {
+                    field_manager: Some(FIELD_MANAGER.to_string()),
+                    ..PatchParams::default()
+                },
+                &Patch::<()>::Json(json_patch::Patch(
+                    serde_json::from_value(Value::Array(ops)).unwrap_or_default(),
+                )),
+            )
+            .await
+            .map_err(|source| Error::Apply {
+                kind: kube_ext::kind_of::<K>(),
+                name: name.clone(),
+                source,
+            })?;
+        let note = format!(
+            "Updated {} {name}: took back a port another field manager changed",
+            K::kind(&())
+        );
+        self.publish(
+            EventType::Normal,
+            EventReason::Updated,
+            EventAction::Apply,
+            note,
+        )
+        .await;
+        Ok(Some(Arc::new(patched)))
     }
 
     /// Applies an optional child when wanted and different, deletes it (if Shoal owns it)
@@ -313,6 +387,78 @@ fn owned_by<K: Resource>(object: &K, ms: &ValidatedMicroservice) -> bool {
         .owner_references()
         .iter()
         .any(|o| o.uid == ms.uid && o.controller == Some(true))
+}
+
+/// Where Shoal sets port lists, and the fields that key their entries for server-side
+/// apply: a Service's ports, and each container's ports.
+fn port_lists(object: &Value) -> Vec<(String, &Vec<Value>, &'static [&'static str])> {
+    let mut lists = Vec::new();
+    if let Some(ports) = object.pointer("/spec/ports").and_then(Value::as_array) {
+        lists.push(("/spec/ports".to_string(), ports, &["port", "protocol"][..]));
+    }
+    let containers = object
+        .pointer("/spec/template/spec/containers")
+        .and_then(Value::as_array);
+    for (i, container) in containers.into_iter().flatten().enumerate() {
+        if let Some(ports) = container.get("ports").and_then(Value::as_array) {
+            let path = format!("/spec/template/spec/containers/{i}/ports");
+            lists.push((path, ports, &["containerPort", "protocol"][..]));
+        }
+    }
+    lists
+}
+
+/// JSON patch operations that replace each entry of a port list of `live` that has the
+/// name of a `desired` entry but another key (see [`Step::reclaim_ports`]) by the desired
+/// entry; empty when there is none. Containers are matched by name.
+pub fn reclaim_ops(live: &Value, desired: &Value) -> Vec<Value> {
+    let desired_lists = port_lists(desired);
+    let container_name = |object: &Value, path: &str| -> Option<Value> {
+        let container = path.strip_suffix("/ports")?;
+        object.pointer(container)?.get("name").cloned()
+    };
+    let mut ops = Vec::new();
+    for (path, ports, key) in port_lists(live) {
+        // The same list in `desired`: same path for a Service, same container name otherwise.
+        let wanted = desired_lists.iter().find(|(p, _, _)| {
+            if path == "/spec/ports" {
+                *p == path
+            } else {
+                p.as_str() != "/spec/ports"
+                    && container_name(desired, p).is_some()
+                    && container_name(desired, p) == container_name(live, &path)
+            }
+        });
+        let Some((_, wanted, _)) = wanted else {
+            continue;
+        };
+        for (i, entry) in ports.iter().enumerate() {
+            let Some(name) = entry.get("name").filter(|n| n.is_string()) else {
+                continue;
+            };
+            let Some(mine) = wanted.iter().find(|w| w.get("name") == Some(name)) else {
+                continue;
+            };
+            // Protocol defaults to TCP.
+            let key_of = |v: &Value, field: &str| match (field, v.get(field)) {
+                ("protocol", None) => Value::String("TCP".into()),
+                (_, value) => value.cloned().unwrap_or(Value::Null),
+            };
+            if key.iter().all(|k| key_of(entry, k) == key_of(mine, k)) {
+                continue;
+            }
+            ops.push(serde_json::json!({"op": "test", "path": format!("{path}/{i}/name"), "value": name}));
+            for k in key {
+                if let Some(value) = entry.get(*k) {
+                    ops.push(serde_json::json!({"op": "test", "path": format!("{path}/{i}/{k}"), "value": value}));
+                }
+            }
+            ops.push(
+                serde_json::json!({"op": "replace", "path": format!("{path}/{i}"), "value": mine}),
+            );
+        }
+    }
+    ops
 }
 
 fn needs_apply<K: Serialize>(desired: &K, live: Option<&K>) -> bool {
@@ -372,4 +518,54 @@ pub fn referenced_config_maps(rs: &ReplicaSet) -> Vec<String> {
         .flat_map(|c| c.env_from.iter().flatten())
         .filter_map(|e| e.config_map_ref.as_ref().map(|r| r.name.clone()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn service(ports: Value) -> Value {
+        json!({"spec": {"ports": ports}})
+    }
+
+    #[test]
+    fn a_renumbered_service_port_is_replaced_and_foreign_ports_are_left_alone() {
+        let desired =
+            service(json!([{"name": "http", "port": 80, "protocol": "TCP", "targetPort": "http"}]));
+        let live = service(json!([
+            {"name": "http", "port": 81, "protocol": "TCP", "targetPort": "http"},
+            {"name": "metrics", "port": 9090, "protocol": "TCP", "targetPort": 9090},
+        ]));
+        let ops = reclaim_ops(&live, &desired);
+        assert_eq!(
+            ops,
+            vec![
+                json!({"op": "test", "path": "/spec/ports/0/name", "value": "http"}),
+                json!({"op": "test", "path": "/spec/ports/0/port", "value": 81}),
+                json!({"op": "test", "path": "/spec/ports/0/protocol", "value": "TCP"}),
+                json!({"op": "replace", "path": "/spec/ports/0", "value": desired["spec"]["ports"][0]}),
+            ]
+        );
+        // Converged (the protocol defaulted): nothing to take back.
+        let converged = service(json!([{"name": "http", "port": 80, "targetPort": "http"}]));
+        assert!(reclaim_ops(&converged, &desired).is_empty());
+    }
+
+    #[test]
+    fn a_renumbered_container_port_is_replaced_in_its_own_container() {
+        let pod = |app: i64, sidecar: i64| {
+            json!({"spec": {"template": {"spec": {"containers": [
+                {"name": "sidecar", "ports": [{"name": "http", "containerPort": sidecar}]},
+                {"name": "app", "ports": [{"name": "http", "containerPort": app, "protocol": "TCP"}]},
+            ]}}}})
+        };
+        let desired = json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "app", "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]},
+        ]}}}});
+        let ops = reclaim_ops(&pod(8081, 1234), &desired);
+        assert_eq!(ops.len(), 4, "{ops:#?}");
+        assert_eq!(ops[3]["path"], "/spec/template/spec/containers/1/ports/0");
+        assert!(reclaim_ops(&pod(8080, 1234), &desired).is_empty());
+    }
 }

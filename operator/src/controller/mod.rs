@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
+use futures::future::{BoxFuture, FutureExt, Shared};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
@@ -74,25 +75,41 @@ pub struct Stores {
 }
 
 impl Stores {
-    /// Waits until every cache holds its first full list, so that a reconcile after a
+    /// Completes when every cache holds its first full list, so that a reconcile after a
     /// restart sees what exists (and writes nothing when nothing changed).
-    async fn wait_until_ready(&self) {
-        // A store's writer lives in its watch stream, which lives as long as the controller.
-        let _ = futures::join!(
-            self.deployments.wait_until_ready(),
-            self.services.wait_until_ready(),
-            self.ingresses.wait_until_ready(),
-            self.hpas.wait_until_ready(),
-            self.config_maps.wait_until_ready(),
-            self.replica_sets.wait_until_ready(),
-        );
+    ///
+    /// One future for all reconciles, awaited by each through a clone: a store's own
+    /// readiness wait (kube-runtime's `Store::wait_until_ready`) wakes only the last task
+    /// that polled it, so concurrent reconciles waiting on it directly would sleep until
+    /// their timeout. A [`Shared`] future wakes every waiter.
+    pub fn readiness(&self) -> Readiness {
+        let stores = self.clone();
+        async move {
+            // A store's writer lives in its watch stream, which lives as long as the
+            // controller.
+            let _ = futures::join!(
+                stores.deployments.wait_until_ready(),
+                stores.services.wait_until_ready(),
+                stores.ingresses.wait_until_ready(),
+                stores.hpas.wait_until_ready(),
+                stores.config_maps.wait_until_ready(),
+                stores.replica_sets.wait_until_ready(),
+            );
+        }
+        .boxed()
+        .shared()
     }
 }
+
+/// Completes once every watch cache of [`Stores`] is filled; clone it to wait.
+pub type Readiness = Shared<BoxFuture<'static, ()>>;
 
 /// Shared state of all reconciles.
 pub struct Context {
     client: Client,
     stores: Stores,
+    /// Completes once the caches of `stores` are filled: no reconcile runs before.
+    ready: Readiness,
     events: EventSink,
     resync: Duration,
     failures: Mutex<HashMap<ObjectRef<Microservice>, u32>>,
@@ -108,6 +125,7 @@ impl Context {
         Context {
             events: EventSink::new(client.clone(), kube_ext::reporter(crate::FIELD_MANAGER)),
             client,
+            ready: stores.readiness(),
             stores,
             resync,
             failures: Mutex::new(HashMap::new()),
@@ -221,6 +239,9 @@ fn error_policy(ms: Arc<Microservice>, err: &Error, ctx: Arc<Context>) -> Action
 }
 
 async fn reconcile_in_time(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Action> {
+    // Outside the timeout: the first list of a large cluster may take longer than one
+    // reconcile may, and no reconcile must read a cold cache.
+    ctx.ready.clone().await;
     let ms = freshest(&ctx, ms);
     tokio::time::timeout(RECONCILE_TIMEOUT, reconcile::reconcile(ms, ctx))
         .await

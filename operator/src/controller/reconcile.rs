@@ -24,7 +24,7 @@ pub async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Actio
         // The garbage collector removes the children through their owner references.
         return Ok(Action::await_change());
     }
-    ctx.stores.wait_until_ready().await;
+    ctx.ready.clone().await; // no client (the caches' first lists)
     let _measure = ctx.metrics.count_and_measure();
     let valid = match validate::validate(&ms) {
         Ok(valid) => valid,                                               // no client

@@ -6,5 +6,6 @@ mod chart;
 mod controller;
 mod helpers;
 mod observability;
+mod restarts;
 mod rollout;
 mod signal;
