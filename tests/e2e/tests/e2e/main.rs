@@ -6,5 +6,6 @@ mod chart;
 mod controller;
 mod helpers;
 mod observability;
+mod refusals;
 mod rollout;
 mod signal;
