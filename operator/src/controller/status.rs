@@ -139,11 +139,54 @@ pub fn valid_status(
         ready_replicas: deployment
             .and_then(|d| d.status.as_ref())
             .map(|s| s.ready_replicas.unwrap_or(0)),
+        replicas: deployment
+            .and_then(|d| d.status.as_ref())
+            .map(|s| s.replicas.unwrap_or(0)),
+        selector: Some(selector(valid)),
+        url: Some(cluster_url(valid)),
+        ingress_url: valid.ingress.as_ref().map(ingress_url),
         scaling_engine: Some(valid.engine().as_str().to_string()),
         config_map: Some(valid.config_map_name()),
         autoscaler: None,
         rollout: Some(rollout.status.clone()),
     }
+}
+
+/// The pods' label selector as a string, `app.kubernetes.io/instance=<name>,...`.
+pub fn selector(valid: &ValidatedMicroservice) -> String {
+    super::render::selector_labels(valid)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The in-cluster URL of the Service: `http://<name>.<namespace>.svc.cluster.local`, with
+/// the port unless it is 80.
+pub fn cluster_url(valid: &ValidatedMicroservice) -> String {
+    let port = match valid.ports.service {
+        80 => String::new(),
+        port => format!(":{port}"),
+    };
+    format!(
+        "http://{}.{}.svc.cluster.local{port}",
+        valid.name, valid.namespace
+    )
+}
+
+/// The URL of the Ingress route: https when it has a TLS Secret.
+pub fn ingress_url(route: &crate::validate::IngressRoute) -> String {
+    let scheme = if route.tls_secret_name.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let path = if route.path == "/" {
+        ""
+    } else {
+        route.path.as_str()
+    };
+    format!("{scheme}://{}{path}", route.host)
 }
 
 /// Status of a Microservice whose spec is invalid: Ready=False with the reason; the rest

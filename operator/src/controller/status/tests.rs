@@ -254,3 +254,47 @@ fn events_report_progress_failures_and_their_end() {
             .any(|e| e.reason == "DegradedCleared" && e.type_ == EventType::Normal)
     );
 }
+
+#[test]
+fn status_says_where_the_service_answers_and_how_to_select_its_pods() {
+    let plain = crate::test_support::valid("  image: x\n");
+    assert_eq!(cluster_url(&plain), "http://shop.prod.svc.cluster.local");
+    assert_eq!(
+        selector(&plain),
+        "app.kubernetes.io/instance=shop,app.kubernetes.io/name=shop"
+    );
+    let routed = crate::test_support::valid(
+        "  image: x\n  service: {port: 8081}\n  ingress: {host: shop.example.com, path: /api, tlsSecretName: cert}\n",
+    );
+    assert_eq!(
+        cluster_url(&routed),
+        "http://shop.prod.svc.cluster.local:8081"
+    );
+    assert_eq!(
+        routed.ingress.as_ref().map(ingress_url).as_deref(),
+        Some("https://shop.example.com/api")
+    );
+    // valid_status carries them, and the Deployment's pod count for the scale subresource.
+    let ms = microservice_at(1, "  image: x\n");
+    let d = at(1, 1, 3, 3, 2);
+    let rollout = rollout::transition(&rollout::Observed {
+        generation: 1,
+        desired_template_hash: "h",
+        auto_rollback: true,
+        previous: None,
+        deployment: Some(&d),
+        replica_sets: &[],
+    });
+    let s = valid_status(
+        &ms,
+        &plain,
+        Some(&d),
+        &[],
+        &rollout,
+        &time("2026-01-01T00:00:00Z"),
+    );
+    assert_eq!(s.replicas, Some(3));
+    assert_eq!(s.url.as_deref(), Some("http://shop.prod.svc.cluster.local"));
+    assert_eq!(s.ingress_url, None);
+    assert!(s.selector.is_some());
+}

@@ -8,4 +8,5 @@ mod helpers;
 mod observability;
 mod refusals;
 mod rollout;
+mod scale;
 mod signal;

@@ -29,17 +29,27 @@ async fn wait_refused(bed: &shoal_e2e::TestBed, ns: &str, name: &str, reason: &s
     message
 }
 
-fn warning_events(bed: &shoal_e2e::TestBed, ns: &str, reason: &str) -> String {
-    bed.kubectl_ok(&[
-        "get",
-        "events",
-        "-n",
-        ns,
-        "--field-selector",
-        &format!("reason={reason},type=Warning"),
-        "-o",
-        "jsonpath={.items[*].note}",
-    ])
+/// Waits for a Warning Event with `reason` whose message contains `text`; returns the messages.
+async fn wait_warning(bed: &shoal_e2e::TestBed, ns: &str, reason: &str, text: &str) -> String {
+    shoal_e2e::wait_for(
+        &format!("a Warning Event {reason} about {text}"),
+        ONE_RECONCILE,
+        || async {
+            // `kubectl get events` lists core/v1 Events, whose note is `message`.
+            let messages = bed.kubectl_ok(&[
+                "get",
+                "events",
+                "-n",
+                ns,
+                "--field-selector",
+                &format!("reason={reason},type=Warning"),
+                "-o",
+                "jsonpath={.items[*].message}",
+            ]);
+            messages.contains(text).then_some(messages)
+        },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -58,8 +68,7 @@ async fn children_the_apiserver_refuses_give_apply_failed_naming_the_field() {
         message.contains("Deployment surge") && message.contains("maxSurge"),
         "the message names the child and the field: {message}"
     );
-    let notes = warning_events(bed, &ns, "ApplyFailed");
-    assert!(notes.contains("maxSurge"), "a Warning Event: {notes:?}");
+    wait_warning(bed, &ns, "ApplyFailed", "maxSurge").await;
     assert!(
         get(bed, &ns, "deployment", "surge").is_none(),
         "nothing was created"
@@ -97,7 +106,7 @@ async fn children_the_apiserver_refuses_give_apply_failed_naming_the_field() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn pods_refused_by_pod_security_give_failed_create() {
+async fn pods_refused_by_pod_security_give_failed_create_and_the_defaults_are_admitted() {
     let bed = testbed();
     let ns = bed.namespace("failed-create");
     bed.kubectl_ok(&[
@@ -107,15 +116,57 @@ async fn pods_refused_by_pod_security_give_failed_create() {
         "pod-security.kubernetes.io/enforce=restricted",
     ]);
     let _op = bed.operator(&ns, &[]);
-    // A pod template without a restricted securityContext: Pod Security refuses its pods.
+    // A container that asks for privilege escalation: Pod Security refuses its pods.
     apply(
         bed,
         &ns,
-        "apiVersion: shoal.dev/v1alpha1\nkind: Microservice\nmetadata: {name: root}\nspec:\n  image: registry.example/root:1\n",
+        "apiVersion: shoal.dev/v1alpha1\nkind: Microservice\nmetadata: {name: escalate}\nspec:\n  image: registry.example/escalate:1\n  securityContext: {allowPrivilegeEscalation: true}\n",
     );
-    let message = wait_refused(bed, &ns, "root", "FailedCreate").await;
+    let message = wait_refused(bed, &ns, "escalate", "FailedCreate").await;
     assert!(
-        message.contains("PodSecurity") && message.contains("restricted"),
+        message.contains("PodSecurity") && message.contains("allowPrivilegeEscalation"),
         "the ReplicaSet's reason: {message}"
+    );
+    // Back to Shoal's defaults: admitted, Ready.
+    bed.kubectl_ok(&[
+        "patch",
+        "ms",
+        "escalate",
+        "-n",
+        &ns,
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/spec/securityContext"}]"#,
+    ]);
+    wait_ready(bed, &ns, "escalate").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_example_becomes_ready_under_pod_security_restricted() {
+    let bed = testbed();
+    let ns = bed.namespace("restricted");
+    bed.kubectl_ok(&[
+        "label",
+        "namespace",
+        &ns,
+        "pod-security.kubernetes.io/enforce=restricted",
+    ]);
+    let _op = bed.operator(&ns, &[]);
+    let examples = [
+        ("minimal.yaml", "hello"),
+        ("web-with-ingress.yaml", "checkout"),
+        ("request-rate.yaml", "api"),
+        ("cpu-only.yaml", "worker"),
+    ];
+    for (file, _) in examples {
+        apply_example(bed, &ns, file);
+    }
+    for (_, name) in examples {
+        wait_ready(bed, &ns, name).await;
+    }
+    let pods = bed.kubectl_ok(&["get", "pods", "-n", &ns, "-o", "name"]);
+    assert!(
+        pods.lines().count() >= examples.len(),
+        "pods were admitted: {pods}"
     );
 }
