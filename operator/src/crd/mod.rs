@@ -135,7 +135,8 @@ pub struct MicroserviceSpec {
     #[schemars(schema_with = "preserve_object")]
     pub resources: Option<ResourceRequirements>,
 
-    /// HTTP probes. By default both readiness and liveness probe `GET /health` on `spec.port`.
+    /// HTTP probes. By default readiness probes `GET /health` on `spec.port`; liveness is off
+    /// unless set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probes: Option<Probes>,
 
@@ -225,6 +226,18 @@ pub struct MicroserviceSpec {
     /// Extra mounts of the application container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume_mounts: Option<Vec<VolumeMount>>,
+
+    /// Seconds a terminating pod keeps serving (a `preStop` sleep) while the endpoints stop
+    /// routing to it, so a rollout or a drain drops no request. Default 5; 0 turns it off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0 && self <= 300").message("spec.preStopSleepSeconds must be between 0 and 300"))]
+    pub pre_stop_sleep_seconds: Option<i64>,
+
+    /// Seconds a pod has to stop, the `preStop` sleep included. Default 30 plus
+    /// `spec.preStopSleepSeconds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0").message("spec.terminationGracePeriodSeconds must not be negative"))]
+    pub termination_grace_period_seconds: Option<i64>,
 }
 
 fn default_port() -> i32 {
@@ -252,7 +265,9 @@ pub struct Probes {
     /// Readiness probe: a pod receives traffic only while it passes. Default `GET /health`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub readiness: Option<HttpProbe>,
-    /// Liveness probe: a pod that fails it is restarted. Default `GET /health`.
+    /// Liveness probe: a pod that fails it is restarted. Off unless set here (a slow
+    /// readiness under load must not restart pods); `{}` probes `GET /health`, better a path
+    /// distinct from readiness that only fails when the process is stuck.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub liveness: Option<HttpProbe>,
 }

@@ -259,6 +259,15 @@ pub fn validate(ms: &Microservice) -> Result<ValidatedMicroservice, InvalidSpec>
             annotations: spec.pod_annotations.clone().unwrap_or_default(),
             volumes: spec.volumes.clone().unwrap_or_default(),
             volume_mounts: spec.volume_mounts.clone().unwrap_or_default(),
+            pre_stop_sleep_seconds: spec
+                .pre_stop_sleep_seconds
+                .unwrap_or(DEFAULT_PRE_STOP_SLEEP_SECONDS),
+            termination_grace_period_seconds: spec.termination_grace_period_seconds.unwrap_or(
+                DEFAULT_SHUTDOWN_SECONDS
+                    + spec
+                        .pre_stop_sleep_seconds
+                        .unwrap_or(DEFAULT_PRE_STOP_SLEEP_SECONDS),
+            ),
         },
         ports: Ports {
             container: spec.port,
@@ -270,7 +279,12 @@ pub fn validate(ms: &Microservice) -> Result<ValidatedMicroservice, InvalidSpec>
         },
         probes: ResolvedProbes {
             readiness: http_get_probe(probes.readiness.as_ref(), spec.port),
-            liveness: http_get_probe(probes.liveness.as_ref(), spec.port),
+            // Liveness only when asked for: a readiness that is slow under load must not
+            // restart pods.
+            liveness: probes
+                .liveness
+                .as_ref()
+                .and_then(|p| http_get_probe(Some(p), spec.port)),
         },
         service_type: spec
             .service

@@ -57,7 +57,18 @@ pub struct PodSettings {
     pub volumes: Vec<Volume>,
     /// `spec.volumeMounts` (empty when unset).
     pub volume_mounts: Vec<VolumeMount>,
+    /// `spec.preStopSleepSeconds` (default [`DEFAULT_PRE_STOP_SLEEP_SECONDS`]; 0: no preStop).
+    pub pre_stop_sleep_seconds: i64,
+    /// `spec.terminationGracePeriodSeconds` (default the preStop sleep plus
+    /// [`DEFAULT_SHUTDOWN_SECONDS`]).
+    pub termination_grace_period_seconds: i64,
 }
+
+/// Seconds a terminating pod keeps serving while endpoints stop routing to it.
+pub const DEFAULT_PRE_STOP_SLEEP_SECONDS: i64 = 5;
+/// Seconds the application has to shut down after the preStop sleep (Kubernetes' default
+/// grace period).
+pub const DEFAULT_SHUTDOWN_SECONDS: i64 = 30;
 
 /// Ports, defaults resolved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -7,8 +7,8 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvFromSource, HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    SeccompProfile, SecurityContext, Volume, VolumeMount,
+    EnvFromSource, HTTPGetAction, Lifecycle, LifecycleHandler, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, SeccompProfile, SecurityContext, SleepAction, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -137,6 +137,16 @@ pub(super) fn render_deployment_and_hash(ms: &ValidatedMicroservice) -> (Deploym
             pod.security_context.as_ref(),
         )),
         volume_mounts: Some(volume_mounts),
+        // Keep serving while the endpoints controller stops routing to this pod.
+        lifecycle: (pod.pre_stop_sleep_seconds > 0).then(|| Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                sleep: Some(SleepAction {
+                    seconds: pod.pre_stop_sleep_seconds,
+                }),
+                ..LifecycleHandler::default()
+            }),
+            ..Lifecycle::default()
+        }),
         ..Container::default()
     };
     let rollout = &ms.rollout;
@@ -185,6 +195,7 @@ pub(super) fn render_deployment_and_hash(ms: &ValidatedMicroservice) -> (Deploym
                     .collect()
             }),
             priority_class_name: pod.priority_class_name.clone(),
+            termination_grace_period_seconds: Some(pod.termination_grace_period_seconds),
             volumes: Some(volumes),
             ..PodSpec::default()
         }),

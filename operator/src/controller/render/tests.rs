@@ -141,8 +141,16 @@ fn hpa_only_for_cpu_only_autoscaling() {
 }
 
 #[test]
-fn probes_default_to_get_health_on_the_port() {
+fn readiness_defaults_to_get_health_on_the_port_and_liveness_is_off_unless_asked() {
     let d = render(&valid("  image: app:1\n  port: 9090\n")).deployment;
+    assert!(
+        container(&d).liveness_probe.is_none(),
+        "liveness off by default"
+    );
+    let d = render(&valid(
+        "  image: app:1\n  port: 9090\n  probes: {liveness: {}}\n",
+    ))
+    .deployment;
     let c = container(&d);
     for probe in [c.readiness_probe.as_ref(), c.liveness_probe.as_ref()] {
         let get = probe.expect("probe").http_get.as_ref().expect("httpGet");
@@ -379,4 +387,23 @@ fn the_spec_overrides_and_extends_the_pod() {
             .collect::<Vec<_>>(),
         ["/tmp", "/data"]
     );
+}
+
+#[test]
+fn terminating_pods_keep_serving_for_the_pre_stop_sleep() {
+    let d = render(&valid("  image: app:1\n")).deployment;
+    let sleep = container(&d)
+        .lifecycle
+        .as_ref()
+        .and_then(|l| l.pre_stop.as_ref())
+        .and_then(|h| h.sleep.as_ref())
+        .map(|s| s.seconds);
+    assert_eq!(sleep, Some(5));
+    assert_eq!(pod_spec(&d).termination_grace_period_seconds, Some(35));
+    let d = render(&valid(
+        "  image: app:1\n  preStopSleepSeconds: 0\n  terminationGracePeriodSeconds: 10\n",
+    ))
+    .deployment;
+    assert!(container(&d).lifecycle.is_none());
+    assert_eq!(pod_spec(&d).termination_grace_period_seconds, Some(10));
 }
