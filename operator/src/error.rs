@@ -74,6 +74,23 @@ impl Error {
             Error::Timeout(_) => "timeout",
         }
     }
+
+    /// When the apiserver refused to apply a child (a 4xx answer such as 422 Invalid or 403
+    /// Forbidden): which child and the apiserver's own message, which names the field.
+    /// None for every other error (a timeout, a connection failure, a 5xx).
+    pub fn refusal(&self) -> Option<String> {
+        match self {
+            Error::Apply {
+                kind,
+                name,
+                source: kube::Error::Api(status),
+            } if (400..500).contains(&status.code) => Some(format!(
+                "the apiserver refused {kind} {name}: {}",
+                status.message
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// Result with the operator's error.
@@ -100,5 +117,36 @@ mod tests {
         };
         assert_eq!(status.metric_label(), "status");
         assert_eq!(Error::MissingMetadata("name").metric_label(), "validate");
+    }
+
+    #[test]
+    fn a_refused_apply_carries_the_apiservers_message() {
+        let answer = |code: u16| {
+            let status: kube::core::Status = serde_json::from_value(serde_json::json!({
+                "status": "Failure", "reason": "Invalid", "code": code,
+                "message": "Deployment.apps \"shop\" is invalid: spec.template.spec.containers[0].env[0].name: Required value",
+            }))
+            .expect("a Status");
+            kube::Error::Api(Box::new(status))
+        };
+        let apply = |code| Error::Apply {
+            kind: "Deployment",
+            name: "shop".into(),
+            source: answer(code),
+        };
+        let refusal = apply(422).refusal().expect("a 422 is a refusal");
+        assert!(
+            refusal.starts_with("the apiserver refused Deployment shop: "),
+            "{refusal}"
+        );
+        assert!(refusal.contains("env[0].name: Required value"), "{refusal}");
+        // A server error or a failed connection is no refusal: it only retries.
+        assert_eq!(apply(500).refusal(), None);
+        let unreachable = Error::Apply {
+            kind: "Deployment",
+            name: "shop".into(),
+            source: kube::Error::LinesCodecMaxLineLengthExceeded,
+        };
+        assert_eq!(unreachable.refusal(), None);
     }
 }

@@ -155,6 +155,21 @@ pub fn reporter(controller: &str) -> Reporter {
     }
 }
 
+/// Longest Event note Shoal writes, in bytes (the apiserver refuses notes over 1 KiB).
+pub const NOTE_MAX_BYTES: usize = 1000;
+
+/// `text` cut to [`NOTE_MAX_BYTES`] at a character boundary, with `...` when cut.
+pub fn fit_note(text: &str) -> String {
+    if text.len() <= NOTE_MAX_BYTES {
+        return text.to_string();
+    }
+    let mut end = NOTE_MAX_BYTES - 3;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
+}
+
 /// Publishes Events as one reporting controller. Each publish creates a new Event:
 /// kube-runtime's Recorder folds repeats of one (reason, action, object) into a series that
 /// keeps the first message, which would hide "New size: 8" behind "New size: 5".

@@ -85,6 +85,10 @@ words! {
         RolloutInProgress = "RolloutInProgress",
         /// Ready: fewer replicas are available than desired.
         ReplicasUnavailable = "ReplicasUnavailable",
+        /// Ready: the apiserver refused a child (its message names the field); retried with backoff.
+        ApplyFailed = "ApplyFailed",
+        /// Ready: the ReplicaSet cannot create pods (Pod Security, quota, invalid image reference).
+        FailedCreate = "FailedCreate",
         /// Ready, Progressing, Degraded, RolledBack: the Deployment made no progress within its deadline.
         ProgressDeadlineExceeded = "ProgressDeadlineExceeded",
         /// Progressing: every replica runs the new revision and is available.
@@ -239,6 +243,8 @@ words! {
         AutoscalingEnabled = "AutoscalingEnabled",
         /// The spec is invalid.
         InvalidSpec = "InvalidSpec",
+        /// The apiserver refused a child.
+        ApplyFailed = "ApplyFailed",
     }
 }
 

@@ -362,32 +362,94 @@ async fn an_invalid_microservice_gets_a_status_write_and_an_event_only() {
 }
 
 #[tokio::test]
-async fn a_refused_child_fails_the_apply_stage() {
+async fn a_refused_child_fails_the_apply_stage_and_says_why_in_status_and_an_event() {
     let ms = microservice_at(1, SPEC);
     let caches = Caches::empty();
-    let refuse: Script = Arc::new(|call: &Call| {
-        call.line.contains("/deployments/").then(|| {
-            (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                json!({
-                    "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                    "message": "Deployment.apps \"shop\" is invalid", "reason": "Invalid", "code": 422
-                }),
-            )
-        })
-    });
-    let (result, server) = pass(&ms, &caches.stores, refuse).await;
+    let field = "spec.strategy.rollingUpdate.maxSurge: Invalid value: \"half\": a valid percent string must be a numeric string followed by an ending '%'";
+    let (result, server) = pass(&ms, &caches.stores, refuse(field)).await;
+    // Still an error: the error policy retries with backoff.
     let err = result.expect_err("a refused Deployment fails the reconcile");
     assert_eq!(err.metric_label(), "apply");
     assert!(
         err.to_string().starts_with("applying Deployment shop: "),
         "{err}"
     );
-    // The ConfigMap (and its Event) came before; nothing after the refused Deployment.
+    // The ConfigMap (and its Event), the refused Deployment, then the status and a Warning.
     let lines = server.lines();
-    assert_eq!(lines.len(), 3, "{lines:#?}");
+    assert_eq!(lines.len(), 5, "{lines:#?}");
     assert!(
         lines[2].ends_with(&format!("/deployments/{NAME}")),
         "{lines:#?}"
     );
+    assert_eq!(
+        lines[3..],
+        [
+            format!(
+                "PATCH /apis/shoal.dev/v1alpha1{}/{NAME}/status",
+                path("microservices")
+            ),
+            format!("POST /apis/events.k8s.io/v1{}", path("events")),
+        ]
+    );
+    let calls = server.calls();
+    let status = &calls[3].body["status"];
+    assert_eq!(status["observedGeneration"], 1);
+    let ready = &status["conditions"][0];
+    assert_eq!(
+        (
+            ready["type"].as_str(),
+            ready["status"].as_str(),
+            ready["reason"].as_str()
+        ),
+        (Some("Ready"), Some("False"), Some("ApplyFailed"))
+    );
+    let message = ready["message"].as_str().unwrap_or_default();
+    assert!(message.contains(field), "{message}");
+    assert!(
+        message.starts_with("the apiserver refused Deployment shop: "),
+        "{message}"
+    );
+    let event = &calls[4].body;
+    assert_eq!(
+        (event["type"].as_str(), event["reason"].as_str()),
+        (Some("Warning"), Some("ApplyFailed"))
+    );
+    assert!(
+        event["note"].as_str().unwrap_or_default().contains(field),
+        "{event}"
+    );
+
+    // The next retry, with the refusal already in the status, writes no status and no Event.
+    let mut recorded = ms.clone();
+    recorded.status = Some(serde_json::from_value(status.clone()).expect("status"));
+    let (result, server) = pass(&recorded, &caches.stores, refuse(field)).await;
+    result.expect_err("still refused");
+    let calls = server.calls();
+    assert!(
+        calls.iter().all(|c| !c.line.ends_with("/status")),
+        "{:#?}",
+        server.lines()
+    );
+    // Only the ConfigMap's Event (the empty caches do not show it): no second Warning.
+    assert!(
+        calls.iter().all(|c| c.body["reason"] != "ApplyFailed"),
+        "{:#?}",
+        server.lines()
+    );
+}
+
+/// A mock apiserver that refuses the Deployment with a 422 naming `field`.
+fn refuse(field: &'static str) -> Script {
+    Arc::new(move |call: &Call| {
+        call.line.contains("/deployments/").then(|| {
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({
+                    "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                    "message": format!("Deployment.apps \"shop\" is invalid: {field}"),
+                    "reason": "Invalid", "code": 422
+                }),
+            )
+        })
+    })
 }

@@ -14,7 +14,7 @@ use super::status::{self, EventSpec};
 use super::{Context, render, rollout};
 use crate::crd::{Microservice, MicroserviceStatus};
 use crate::error::{Error, Result};
-use crate::validate::{self, InvalidSpec};
+use crate::validate::{self, InvalidSpec, ValidatedMicroservice};
 
 /// Reconciles one Microservice: renders its children, applies those that differ from the
 /// live ones, and writes its status when it changed.
@@ -33,9 +33,19 @@ pub async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Actio
     let children = render::render(&valid); // no client
     let live = Live::from_stores(&ctx.stores, &valid); // no client (watch caches)
     let mut transition = rollout::transition(&live.observed(&ms, &valid, &children)); // no client
-    let applied = apply::apply(&ctx, &ms, &valid, children, &live, &transition).await?; // client
+    let applied = match apply::apply(&ctx, &ms, &valid, children, &live, &transition).await {
+        Ok(applied) => applied, // client
+        Err(err) => return Err(report_apply_failed(&ctx, &ms, &valid, err).await), // client
+    };
     transition.record_apply(valid.generation, applied.deployment()); // no client
-    let new = status::valid_status(&ms, &valid, applied.deployment(), &transition, &now()); // no client
+    let new = status::valid_status(
+        &ms,
+        &valid,
+        applied.deployment(),
+        &live.replica_sets,
+        &transition,
+        &now(),
+    ); // no client
     write_status(&ctx, &ms, &new).await?; // client
     ctx.forget_failures(&ms);
     Ok(Action::requeue(ctx.resync))
@@ -50,6 +60,28 @@ async fn report_invalid(ctx: &Context, ms: &Microservice, invalid: &InvalidSpec)
     }
     ctx.forget_failures(ms);
     Ok(Action::await_change())
+}
+
+/// A child the apiserver refused: Ready=False with its message and a Warning Event (once
+/// per new message), then the error, so that the error policy retries with backoff.
+/// Other failures (timeouts, 5xx) only retry: they say nothing about the spec.
+async fn report_apply_failed(
+    ctx: &Context,
+    ms: &Microservice,
+    valid: &ValidatedMicroservice,
+    err: Error,
+) -> Error {
+    let Some(refusal) = err.refusal() else {
+        return err;
+    };
+    let new = status::apply_failed_status(ms, valid, &refusal, &now());
+    if status::needs_write(ms.status.as_ref(), &new) {
+        if let Err(status_err) = write_status(ctx, ms, &new).await {
+            tracing::warn!(error = %status_err, "could not record the refused apply in the status");
+        }
+        publish(ctx, ms, status::apply_failed_event(&refusal)).await;
+    }
+    err
 }
 
 /// When the controller's part of the status changed: publishes the Events of the change

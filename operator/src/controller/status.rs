@@ -1,7 +1,9 @@
 //! The Microservice's status as a pure function of what the controller observed, and the
 //! Events a change of status calls for, as data.
 
-use k8s_openapi::api::apps::v1::Deployment;
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::events::EventType;
 
@@ -11,8 +13,40 @@ use crate::progress::Progress;
 use crate::validate::{InvalidSpec, ValidatedMicroservice};
 use crate::vocabulary::{CONTROLLER_CONDITIONS, ConditionType, EventAction, EventReason, Reason};
 
-/// The Ready condition for a valid Microservice, from its live Deployment.
-pub fn ready_condition(deployment: Option<&Deployment>) -> ConditionSpec {
+/// The condition type a ReplicaSet (and, copied from it, its Deployment) reports pods it
+/// cannot create under (reason `FailedCreate`).
+const REPLICA_FAILURE: &str = "ReplicaFailure";
+
+/// Why pods cannot be created, when they cannot: the Deployment's `ReplicaFailure`
+/// condition, else that of one of its ReplicaSets that wants pods. The message is the
+/// apiserver's (a Pod Security violation, an exceeded quota, an invalid image reference).
+pub fn replica_failure(
+    deployment: &Deployment,
+    replica_sets: &[Arc<ReplicaSet>],
+) -> Option<String> {
+    let of_deployment = deployment
+        .status
+        .iter()
+        .flat_map(|s| s.conditions.iter().flatten())
+        .find(|c| c.type_ == REPLICA_FAILURE && c.status == "True")
+        .map(|c| c.message.clone().unwrap_or_default());
+    let of_replica_set = || {
+        replica_sets
+            .iter()
+            .filter(|rs| rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0) > 0)
+            .flat_map(|rs| rs.status.iter().flat_map(|s| s.conditions.iter().flatten()))
+            .find(|c| c.type_ == REPLICA_FAILURE && c.status == "True")
+            .map(|c| c.message.clone().unwrap_or_default())
+    };
+    of_deployment.or_else(of_replica_set)
+}
+
+/// The Ready condition for a valid Microservice, from its live Deployment and the
+/// Deployment's ReplicaSets.
+pub fn ready_condition(
+    deployment: Option<&Deployment>,
+    replica_sets: &[Arc<ReplicaSet>],
+) -> ConditionSpec {
     use ConditionType::Ready;
     let Some(deployment) = deployment else {
         return ConditionSpec::of(
@@ -31,6 +65,15 @@ pub fn ready_condition(deployment: Option<&Deployment>) -> ConditionSpec {
         observed,
         deadline_exceeded,
     } = Progress::of(deployment);
+    // Pods that cannot be created never come: say why now, not at the progress deadline.
+    if let Some(message) = replica_failure(deployment, replica_sets) {
+        return ConditionSpec::of(
+            Ready,
+            false,
+            Reason::FailedCreate,
+            format!("pods cannot be created: {message}"),
+        );
+    }
     if deadline_exceeded.is_some() {
         return ConditionSpec::of(
             Ready,
@@ -80,11 +123,12 @@ pub fn valid_status(
     ms: &Microservice,
     valid: &ValidatedMicroservice,
     deployment: Option<&Deployment>,
+    replica_sets: &[Arc<ReplicaSet>],
     rollout: &super::rollout::Transition,
     now: &Time,
 ) -> MicroserviceStatus {
     let old = ms.status.clone().unwrap_or_default();
-    let mut wanted = vec![ready_condition(deployment)];
+    let mut wanted = vec![ready_condition(deployment, replica_sets)];
     wanted.extend(rollout.conditions.iter().cloned());
     MicroserviceStatus {
         observed_generation: Some(valid.generation),
@@ -95,11 +139,54 @@ pub fn valid_status(
         ready_replicas: deployment
             .and_then(|d| d.status.as_ref())
             .map(|s| s.ready_replicas.unwrap_or(0)),
+        replicas: deployment
+            .and_then(|d| d.status.as_ref())
+            .map(|s| s.replicas.unwrap_or(0)),
+        selector: Some(selector(valid)),
+        url: Some(cluster_url(valid)),
+        ingress_url: valid.ingress.as_ref().map(ingress_url),
         scaling_engine: Some(valid.engine().as_str().to_string()),
         config_map: Some(valid.config_map_name()),
         autoscaler: None,
         rollout: Some(rollout.status.clone()),
     }
+}
+
+/// The pods' label selector as a string, `app.kubernetes.io/instance=<name>,...`.
+pub fn selector(valid: &ValidatedMicroservice) -> String {
+    super::render::selector_labels(valid)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The in-cluster URL of the Service: `http://<name>.<namespace>.svc.cluster.local`, with
+/// the port unless it is 80.
+pub fn cluster_url(valid: &ValidatedMicroservice) -> String {
+    let port = match valid.ports.service {
+        80 => String::new(),
+        port => format!(":{port}"),
+    };
+    format!(
+        "http://{}.{}.svc.cluster.local{port}",
+        valid.name, valid.namespace
+    )
+}
+
+/// The URL of the Ingress route: https when it has a TLS Secret.
+pub fn ingress_url(route: &crate::validate::IngressRoute) -> String {
+    let scheme = if route.tls_secret_name.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let path = if route.path == "/" {
+        ""
+    } else {
+        route.path.as_str()
+    };
+    format!("{scheme}://{}{path}", route.host)
 }
 
 /// Status of a Microservice whose spec is invalid: Ready=False with the reason; the rest
@@ -117,6 +204,40 @@ pub fn invalid_status(ms: &Microservice, invalid: &InvalidSpec, now: &Time) -> M
         observed_generation: Some(generation),
         conditions: conditions::merge(&old.conditions, &wanted, generation, now),
         ..old
+    }
+}
+
+/// Status of a Microservice one of whose children the apiserver refused (`refusal`, from
+/// [`crate::error::Error::refusal`]): Ready=False with the apiserver's message; the rest of
+/// the status (what the children still are) is kept. The reconcile is retried with backoff.
+pub fn apply_failed_status(
+    ms: &Microservice,
+    valid: &ValidatedMicroservice,
+    refusal: &str,
+    now: &Time,
+) -> MicroserviceStatus {
+    let old = ms.status.clone().unwrap_or_default();
+    let wanted = [ConditionSpec::of(
+        ConditionType::Ready,
+        false,
+        Reason::ApplyFailed,
+        format!("{refusal}; retrying with backoff until the spec or the cluster changes"),
+    )];
+    MicroserviceStatus {
+        observed_generation: Some(valid.generation),
+        conditions: conditions::merge(&old.conditions, &wanted, valid.generation, now),
+        scaling_engine: Some(valid.engine().as_str().to_string()),
+        ..old
+    }
+}
+
+/// The Event of a child the apiserver refused.
+pub fn apply_failed_event(refusal: &str) -> EventSpec {
+    EventSpec {
+        type_: EventType::Warning,
+        reason: EventReason::ApplyFailed.to_string(),
+        action: EventAction::Apply.as_str(),
+        note: crate::kube_ext::fit_note(refusal),
     }
 }
 

@@ -5,7 +5,11 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{EnvFromSource, EnvVar, ResourceRequirements};
+use k8s_openapi::api::core::v1::{
+    Affinity, EnvFromSource, EnvVar, LocalObjectReference, PodSecurityContext,
+    ResourceRequirements, SecurityContext, Toleration, TopologySpreadConstraint, Volume,
+    VolumeMount,
+};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
@@ -42,6 +46,11 @@ const HOST_RULE: &str =
     category = "shoal",
     namespaced,
     status = "MicroserviceStatus",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
     derive = "PartialEq",
     doc = "A Microservice is one service described in one object: Shoal renders its ConfigMap, Deployment, Service, Ingress and HPA, autoscales it and reports rollouts in status.",
     printcolumn(name = "Image", type_ = "string", json_path = ".spec.image"),
@@ -56,6 +65,7 @@ const HOST_RULE: &str =
         type_ = "number",
         json_path = ".status.autoscaler.requestRate.current"
     ),
+    printcolumn(name = "URL", type_ = "string", json_path = ".status.url"),
     printcolumn(
         name = "Status",
         type_ = "string",
@@ -79,7 +89,7 @@ const HOST_RULE: &str =
         json_path = ".metadata.creationTimestamp"
     )
 )]
-#[x_kube(validation = Rule::new("!(has(self.replicas) && has(self.autoscaling))").message("spec.replicas and spec.autoscaling are mutually exclusive: remove spec.replicas to autoscale, or spec.autoscaling to run a fixed count"))]
+#[x_kube(validation = Rule::new("!(has(self.replicas) && has(self.autoscaling))").message("spec.replicas and spec.autoscaling are mutually exclusive: while autoscaling owns the replica count (kubectl scale cannot set it), change spec.autoscaling.minReplicas and maxReplicas; remove spec.replicas to autoscale, or spec.autoscaling to run a fixed count"))]
 #[serde(rename_all = "camelCase")]
 pub struct MicroserviceSpec {
     /// Container image to run, for example `registry.example/checkout:1.4.2`.
@@ -125,7 +135,8 @@ pub struct MicroserviceSpec {
     #[schemars(schema_with = "preserve_object")]
     pub resources: Option<ResourceRequirements>,
 
-    /// HTTP probes. By default both readiness and liveness probe `GET /health` on `spec.port`.
+    /// HTTP probes. By default readiness probes `GET /health` on `spec.port`; liveness is off
+    /// unless set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probes: Option<Probes>,
 
@@ -152,6 +163,81 @@ pub struct MicroserviceSpec {
     /// How new revisions roll out and what happens when one fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutSettings>,
+
+    /// Security settings of the application container. By default the container runs as
+    /// non-root, without privilege escalation, with every capability dropped, the
+    /// RuntimeDefault seccomp profile and a read-only root filesystem (with a writable
+    /// `emptyDir` at `/tmp`), which Pod Security `restricted` admits. Each field set here
+    /// replaces that default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<SecurityContext>,
+
+    /// Security settings of the pod. By default `runAsNonRoot: true` and the RuntimeDefault
+    /// seccomp profile; each field set here replaces that default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_security_context: Option<PodSecurityContext>,
+
+    /// ServiceAccount the pods run as (the namespace's `default` when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
+
+    /// Mount an API token of the ServiceAccount into the pods. Off by default: a service
+    /// that talks to the Kubernetes API turns it on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub automount_service_account_token: Option<bool>,
+
+    /// Secrets with credentials to pull the image from a private registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_secrets: Option<Vec<LocalObjectReference>>,
+
+    /// Node labels a node must have to run the pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<BTreeMap<String, String>>,
+
+    /// Taints the pods tolerate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerations: Option<Vec<Toleration>>,
+
+    /// Node and pod affinity and anti-affinity of the pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+
+    /// How the pods spread over topology domains (nodes, zones). Constraints without a
+    /// `labelSelector` select this service's pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology_spread_constraints: Option<Vec<TopologySpreadConstraint>>,
+
+    /// PriorityClass of the pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+
+    /// Extra labels on the pods (Shoal's own `app.kubernetes.io/*` labels cannot be replaced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_labels: Option<BTreeMap<String, String>>,
+
+    /// Extra annotations on the pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_annotations: Option<BTreeMap<String, String>>,
+
+    /// Extra volumes of the pods (Shoal adds an `emptyDir` named `tmp` for `/tmp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volumes: Option<Vec<Volume>>,
+
+    /// Extra mounts of the application container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_mounts: Option<Vec<VolumeMount>>,
+
+    /// Seconds a terminating pod keeps serving (a `preStop` sleep) while the endpoints stop
+    /// routing to it, so a rollout or a drain drops no request. Default 5; 0 turns it off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0 && self <= 300").message("spec.preStopSleepSeconds must be between 0 and 300"))]
+    pub pre_stop_sleep_seconds: Option<i64>,
+
+    /// Seconds a pod has to stop, the `preStop` sleep included. Default 30 plus
+    /// `spec.preStopSleepSeconds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0").message("spec.terminationGracePeriodSeconds must not be negative"))]
+    pub termination_grace_period_seconds: Option<i64>,
 }
 
 fn default_port() -> i32 {
@@ -179,7 +265,9 @@ pub struct Probes {
     /// Readiness probe: a pod receives traffic only while it passes. Default `GET /health`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub readiness: Option<HttpProbe>,
-    /// Liveness probe: a pod that fails it is restarted. Default `GET /health`.
+    /// Liveness probe: a pod that fails it is restarted. Off unless set here (a slow
+    /// readiness under load must not restart pods); `{}` probes `GET /health`, better a path
+    /// distinct from readiness that only fails when the process is stuck.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub liveness: Option<HttpProbe>,
 }

@@ -24,6 +24,19 @@ pub struct MicroserviceStatus {
     /// Replicas that are ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_replicas: Option<i32>,
+    /// Pods of the Deployment, as its status counts them (what `kubectl scale` reports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    /// Label selector of the pods, as a string (for the scale subresource and autoscalers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    /// Where the service answers inside the cluster:
+    /// `http://<name>.<namespace>.svc.cluster.local[:port]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Where the service answers from outside, through its Ingress (when it has one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress_url: Option<String>,
     /// Which component scales this service: None, HPA or Shoal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scaling_engine: Option<String>,

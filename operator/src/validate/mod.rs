@@ -37,6 +37,8 @@ pub struct ValidatedMicroservice {
     pub config_hash: String,
     /// The application container.
     pub app: App,
+    /// Pod settings (security, scheduling, service account, extra volumes).
+    pub pod: PodSettings,
     /// Container and Service ports.
     pub ports: Ports,
     /// The probes; None when turned off.
@@ -117,6 +119,23 @@ pub fn validate(ms: &Microservice) -> Result<ValidatedMicroservice, InvalidSpec>
                 "{name:?} cannot name a Service: it must be at most 63 characters of lowercase letters, digits and '-', start with a letter and end with a letter or digit"
             ),
         ));
+    }
+    // The scratch volume at /tmp is Shoal's (the root filesystem is read-only).
+    for (i, volume) in spec.volumes.iter().flatten().enumerate() {
+        if volume.name == "tmp" {
+            return Err(invalid(
+                format!("spec.volumes[{i}].name"),
+                "\"tmp\" is taken by the writable emptyDir Shoal mounts at /tmp: choose another name",
+            ));
+        }
+    }
+    for (i, mount) in spec.volume_mounts.iter().flatten().enumerate() {
+        if mount.mount_path.trim_end_matches('/') == "/tmp" {
+            return Err(invalid(
+                format!("spec.volumeMounts[{i}].mountPath"),
+                "/tmp is the writable emptyDir Shoal mounts: mount elsewhere",
+            ));
+        }
     }
     if let Some(resources) = &spec.resources {
         for (kind, list) in [
@@ -225,6 +244,31 @@ pub fn validate(ms: &Microservice) -> Result<ValidatedMicroservice, InvalidSpec>
             env_from: spec.env_from.clone().unwrap_or_default(),
             resources: spec.resources.clone(),
         },
+        pod: PodSettings {
+            security_context: spec.security_context.clone(),
+            pod_security_context: spec.pod_security_context.clone(),
+            service_account_name: spec.service_account_name.clone(),
+            automount_service_account_token: spec.automount_service_account_token.unwrap_or(false),
+            image_pull_secrets: spec.image_pull_secrets.clone(),
+            node_selector: spec.node_selector.clone(),
+            tolerations: spec.tolerations.clone(),
+            affinity: spec.affinity.clone(),
+            topology_spread_constraints: spec.topology_spread_constraints.clone(),
+            priority_class_name: spec.priority_class_name.clone(),
+            labels: spec.pod_labels.clone().unwrap_or_default(),
+            annotations: spec.pod_annotations.clone().unwrap_or_default(),
+            volumes: spec.volumes.clone().unwrap_or_default(),
+            volume_mounts: spec.volume_mounts.clone().unwrap_or_default(),
+            pre_stop_sleep_seconds: spec
+                .pre_stop_sleep_seconds
+                .unwrap_or(DEFAULT_PRE_STOP_SLEEP_SECONDS),
+            termination_grace_period_seconds: spec.termination_grace_period_seconds.unwrap_or(
+                DEFAULT_SHUTDOWN_SECONDS
+                    + spec
+                        .pre_stop_sleep_seconds
+                        .unwrap_or(DEFAULT_PRE_STOP_SLEEP_SECONDS),
+            ),
+        },
         ports: Ports {
             container: spec.port,
             service: spec
@@ -235,7 +279,12 @@ pub fn validate(ms: &Microservice) -> Result<ValidatedMicroservice, InvalidSpec>
         },
         probes: ResolvedProbes {
             readiness: http_get_probe(probes.readiness.as_ref(), spec.port),
-            liveness: http_get_probe(probes.liveness.as_ref(), spec.port),
+            // Liveness only when asked for: a readiness that is slow under load must not
+            // restart pods.
+            liveness: probes
+                .liveness
+                .as_ref()
+                .and_then(|p| http_get_probe(Some(p), spec.port)),
         },
         service_type: spec
             .service

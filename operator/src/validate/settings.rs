@@ -1,6 +1,12 @@
 //! The settings of a [`super::ValidatedMicroservice`], every default resolved.
 
-use k8s_openapi::api::core::v1::{EnvFromSource, EnvVar, ResourceRequirements};
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Affinity, EnvFromSource, EnvVar, LocalObjectReference, PodSecurityContext,
+    ResourceRequirements, SecurityContext, Toleration, TopologySpreadConstraint, Volume,
+    VolumeMount,
+};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 /// The application container as the spec describes it.
@@ -19,6 +25,50 @@ pub struct App {
     /// `spec.resources`.
     pub resources: Option<ResourceRequirements>,
 }
+
+/// Pod settings as the spec gives them; the renderer lays them over its secure defaults.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PodSettings {
+    /// `spec.securityContext`: fields that replace the container's defaults.
+    pub security_context: Option<SecurityContext>,
+    /// `spec.podSecurityContext`: fields that replace the pod's defaults.
+    pub pod_security_context: Option<PodSecurityContext>,
+    /// `spec.serviceAccountName`.
+    pub service_account_name: Option<String>,
+    /// `spec.automountServiceAccountToken` (false when unset).
+    pub automount_service_account_token: bool,
+    /// `spec.imagePullSecrets`.
+    pub image_pull_secrets: Option<Vec<LocalObjectReference>>,
+    /// `spec.nodeSelector`.
+    pub node_selector: Option<BTreeMap<String, String>>,
+    /// `spec.tolerations`.
+    pub tolerations: Option<Vec<Toleration>>,
+    /// `spec.affinity`.
+    pub affinity: Option<Affinity>,
+    /// `spec.topologySpreadConstraints`.
+    pub topology_spread_constraints: Option<Vec<TopologySpreadConstraint>>,
+    /// `spec.priorityClassName`.
+    pub priority_class_name: Option<String>,
+    /// `spec.podLabels` (empty when unset).
+    pub labels: BTreeMap<String, String>,
+    /// `spec.podAnnotations` (empty when unset).
+    pub annotations: BTreeMap<String, String>,
+    /// `spec.volumes` (empty when unset).
+    pub volumes: Vec<Volume>,
+    /// `spec.volumeMounts` (empty when unset).
+    pub volume_mounts: Vec<VolumeMount>,
+    /// `spec.preStopSleepSeconds` (default [`DEFAULT_PRE_STOP_SLEEP_SECONDS`]; 0: no preStop).
+    pub pre_stop_sleep_seconds: i64,
+    /// `spec.terminationGracePeriodSeconds` (default the preStop sleep plus
+    /// [`DEFAULT_SHUTDOWN_SECONDS`]).
+    pub termination_grace_period_seconds: i64,
+}
+
+/// Seconds a terminating pod keeps serving while endpoints stop routing to it.
+pub const DEFAULT_PRE_STOP_SLEEP_SECONDS: i64 = 5;
+/// Seconds the application has to shut down after the preStop sleep (Kubernetes' default
+/// grace period).
+pub const DEFAULT_SHUTDOWN_SECONDS: i64 = 30;
 
 /// Ports, defaults resolved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,11 +6,14 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
 use k8s_openapi::api::core::v1::{
-    ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, HTTPGetAction, PodSpec,
-    PodTemplateSpec, Probe,
+    Capabilities, ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvFromSource, HTTPGetAction, Lifecycle, LifecycleHandler, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, SeccompProfile, SecurityContext, SleepAction, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use super::meta::{
     CONFIG_HASH_ANNOTATION, REPLICAS_MANAGED_ANNOTATION, TEMPLATE_HASH_ANNOTATION, common_labels,
@@ -20,6 +23,57 @@ use crate::validate::{HttpGetProbe, Scaling, ValidatedMicroservice};
 
 /// Name of the application container.
 pub const CONTAINER_NAME: &str = "app";
+/// Name of the writable `emptyDir` volume mounted at [`TMP_PATH`].
+pub const TMP_VOLUME: &str = "tmp";
+/// Where the writable scratch volume is mounted (the root filesystem is read-only).
+pub const TMP_PATH: &str = "/tmp";
+
+/// The container's security settings Pod Security `restricted` admits: non-root, no
+/// privilege escalation, no capabilities, RuntimeDefault seccomp, read-only root filesystem.
+pub fn default_security_context() -> SecurityContext {
+    SecurityContext {
+        run_as_non_root: Some(true),
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_string()]),
+            add: None,
+        }),
+        seccomp_profile: Some(runtime_default()),
+        read_only_root_filesystem: Some(true),
+        ..SecurityContext::default()
+    }
+}
+
+/// The pod's security settings: non-root and RuntimeDefault seccomp.
+pub fn default_pod_security_context() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        seccomp_profile: Some(runtime_default()),
+        ..PodSecurityContext::default()
+    }
+}
+
+fn runtime_default() -> SeccompProfile {
+    SeccompProfile {
+        type_: "RuntimeDefault".to_string(),
+        localhost_profile: None,
+    }
+}
+
+/// `defaults` with every field that `overrides` sets replaced (one level deep, as
+/// Kubernetes merges a container's securityContext over the pod's).
+pub fn overlay<T: Serialize + DeserializeOwned>(defaults: T, overrides: Option<&T>) -> T {
+    let Some(overrides) = overrides else {
+        return defaults;
+    };
+    let mut merged = serde_json::to_value(&defaults).unwrap_or_default();
+    if let (Some(merged), Ok(serde_json::Value::Object(over))) =
+        (merged.as_object_mut(), serde_json::to_value(overrides))
+    {
+        merged.extend(over);
+    }
+    serde_json::from_value(merged).unwrap_or(defaults)
+}
 
 /// Renders the Deployment. `spec.replicas` is set only when the Microservice is not
 /// autoscaled, so the controller never fights the HPA, the metrics loop or `kubectl scale`.
@@ -49,6 +103,19 @@ pub(super) fn render_deployment_and_hash(ms: &ValidatedMicroservice) -> (Deploym
         ..EnvFromSource::default()
     }];
     env_from.extend(app.env_from.iter().cloned());
+    let pod = &ms.pod;
+    let mut volume_mounts = vec![VolumeMount {
+        name: TMP_VOLUME.to_string(),
+        mount_path: TMP_PATH.to_string(),
+        ..VolumeMount::default()
+    }];
+    volume_mounts.extend(pod.volume_mounts.iter().cloned());
+    let mut volumes = vec![Volume {
+        name: TMP_VOLUME.to_string(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Volume::default()
+    }];
+    volumes.extend(pod.volumes.iter().cloned());
     let container = Container {
         name: CONTAINER_NAME.to_string(),
         image: Some(app.image.clone()),
@@ -65,6 +132,21 @@ pub(super) fn render_deployment_and_hash(ms: &ValidatedMicroservice) -> (Deploym
         resources: app.resources.clone(),
         readiness_probe: ms.probes.readiness.as_ref().map(render_probe),
         liveness_probe: ms.probes.liveness.as_ref().map(render_probe),
+        security_context: Some(overlay(
+            default_security_context(),
+            pod.security_context.as_ref(),
+        )),
+        volume_mounts: Some(volume_mounts),
+        // Keep serving while the endpoints controller stops routing to this pod.
+        lifecycle: (pod.pre_stop_sleep_seconds > 0).then(|| Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                sleep: Some(SleepAction {
+                    seconds: pod.pre_stop_sleep_seconds,
+                }),
+                ..LifecycleHandler::default()
+            }),
+            ..Lifecycle::default()
+        }),
         ..Container::default()
     };
     let rollout = &ms.rollout;
@@ -77,17 +159,44 @@ pub(super) fn render_deployment_and_hash(ms: &ValidatedMicroservice) -> (Deploym
             }),
         }
     });
+    // Shoal's labels and annotations win over the user's of the same name.
+    let mut labels = pod.labels.clone();
+    labels.extend(common_labels(ms));
+    let mut annotations = pod.annotations.clone();
+    annotations.insert(CONFIG_HASH_ANNOTATION.to_string(), ms.config_hash.clone());
     let mut template = PodTemplateSpec {
         metadata: Some(ObjectMeta {
-            labels: Some(common_labels(ms)),
-            annotations: Some(BTreeMap::from([(
-                CONFIG_HASH_ANNOTATION.to_string(),
-                ms.config_hash.clone(),
-            )])),
+            labels: Some(labels),
+            annotations: Some(annotations),
             ..ObjectMeta::default()
         }),
         spec: Some(PodSpec {
             containers: vec![container],
+            security_context: Some(overlay(
+                default_pod_security_context(),
+                pod.pod_security_context.as_ref(),
+            )),
+            service_account_name: pod.service_account_name.clone(),
+            automount_service_account_token: Some(pod.automount_service_account_token),
+            image_pull_secrets: pod.image_pull_secrets.clone(),
+            node_selector: pod.node_selector.clone(),
+            tolerations: pod.tolerations.clone(),
+            affinity: pod.affinity.clone(),
+            topology_spread_constraints: pod.topology_spread_constraints.as_ref().map(|all| {
+                all.iter()
+                    .cloned()
+                    .map(|mut c| {
+                        c.label_selector.get_or_insert_with(|| LabelSelector {
+                            match_labels: Some(selector_labels(ms)),
+                            match_expressions: None,
+                        });
+                        c
+                    })
+                    .collect()
+            }),
+            priority_class_name: pod.priority_class_name.clone(),
+            termination_grace_period_seconds: Some(pod.termination_grace_period_seconds),
+            volumes: Some(volumes),
             ..PodSpec::default()
         }),
     };

@@ -141,8 +141,16 @@ fn hpa_only_for_cpu_only_autoscaling() {
 }
 
 #[test]
-fn probes_default_to_get_health_on_the_port() {
+fn readiness_defaults_to_get_health_on_the_port_and_liveness_is_off_unless_asked() {
     let d = render(&valid("  image: app:1\n  port: 9090\n")).deployment;
+    assert!(
+        container(&d).liveness_probe.is_none(),
+        "liveness off by default"
+    );
+    let d = render(&valid(
+        "  image: app:1\n  port: 9090\n  probes: {liveness: {}}\n",
+    ))
+    .deployment;
     let c = container(&d);
     for probe in [c.readiness_probe.as_ref(), c.liveness_probe.as_ref()] {
         let get = probe.expect("probe").http_get.as_ref().expect("httpGet");
@@ -239,4 +247,163 @@ fn a_new_autoscaled_deployment_starts_at_min_unless_someone_else_wrote() {
     let mut fresh = render(&min_one).deployment;
     fresh.spec.as_mut().expect("spec").replicas = Some(1);
     assert_eq!(initial_replicas(&min_one, &fresh), None);
+}
+
+fn pod_spec(d: &Deployment) -> &k8s_openapi::api::core::v1::PodSpec {
+    d.spec
+        .as_ref()
+        .expect("spec")
+        .template
+        .spec
+        .as_ref()
+        .expect("pod spec")
+}
+
+#[test]
+fn pods_are_restricted_by_default() {
+    let c = render(&valid("  image: app:1\n"));
+    let sc = container(&c.deployment)
+        .security_context
+        .clone()
+        .expect("container securityContext");
+    assert_eq!(sc.run_as_non_root, Some(true));
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    assert_eq!(
+        sc.capabilities.and_then(|c| c.drop),
+        Some(vec!["ALL".to_string()])
+    );
+    assert_eq!(
+        sc.seccomp_profile.map(|p| p.type_).as_deref(),
+        Some("RuntimeDefault")
+    );
+    let pod = pod_spec(&c.deployment);
+    assert_eq!(pod.automount_service_account_token, Some(false));
+    let psc = pod.security_context.clone().expect("pod securityContext");
+    assert_eq!(psc.run_as_non_root, Some(true));
+    // The read-only root filesystem gets a writable /tmp.
+    let mounts = container(&c.deployment)
+        .volume_mounts
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m.name == "tmp" && m.mount_path == "/tmp")
+    );
+    let volumes = pod.volumes.clone().unwrap_or_default();
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v.name == "tmp" && v.empty_dir.is_some())
+    );
+}
+
+#[test]
+fn the_spec_overrides_and_extends_the_pod() {
+    let c = render(&valid(
+        "  image: app:1
+  securityContext: {readOnlyRootFilesystem: false, runAsUser: 1000}
+  podSecurityContext: {fsGroup: 2000}
+  serviceAccountName: reader
+  automountServiceAccountToken: true
+  imagePullSecrets: [{name: regcred}]
+  nodeSelector: {disk: ssd}
+  tolerations: [{key: dedicated, operator: Exists, effect: NoSchedule}]
+  priorityClassName: high
+  topologySpreadConstraints: [{maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: ScheduleAnyway}]
+  podLabels: {team: shop, app.kubernetes.io/name: nope}
+  podAnnotations: {note: hi}
+  volumes: [{name: data, emptyDir: {}}]
+  volumeMounts: [{name: data, mountPath: /data}]
+",
+    ));
+    let sc = container(&c.deployment)
+        .security_context
+        .clone()
+        .expect("sc");
+    // Replaced where the spec says, default elsewhere.
+    assert_eq!(sc.read_only_root_filesystem, Some(false));
+    assert_eq!(sc.run_as_user, Some(1000));
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    let pod = pod_spec(&c.deployment);
+    let psc = pod.security_context.clone().expect("psc");
+    assert_eq!(
+        (psc.fs_group, psc.run_as_non_root),
+        (Some(2000), Some(true))
+    );
+    assert_eq!(pod.service_account_name.as_deref(), Some("reader"));
+    assert_eq!(pod.automount_service_account_token, Some(true));
+    assert_eq!(pod.image_pull_secrets.as_ref().map(Vec::len), Some(1));
+    assert_eq!(pod.priority_class_name.as_deref(), Some("high"));
+    assert_eq!(pod.tolerations.as_ref().map(Vec::len), Some(1));
+    let spread = &pod.topology_spread_constraints.as_ref().expect("spread")[0];
+    assert_eq!(
+        spread
+            .label_selector
+            .as_ref()
+            .and_then(|s| s.match_labels.as_ref())
+            .and_then(|l| l.get("app.kubernetes.io/instance"))
+            .map(String::as_str),
+        Some("shop"),
+        "a constraint without a selector selects this service's pods"
+    );
+    let meta = c
+        .deployment
+        .spec
+        .as_ref()
+        .expect("spec")
+        .template
+        .metadata
+        .clone()
+        .expect("meta");
+    let labels = meta.labels.unwrap_or_default();
+    assert_eq!(labels.get("team").map(String::as_str), Some("shop"));
+    assert_eq!(
+        labels.get("app.kubernetes.io/name").map(String::as_str),
+        Some("shop"),
+        "Shoal's own labels win"
+    );
+    assert_eq!(
+        meta.annotations
+            .unwrap_or_default()
+            .get("note")
+            .map(String::as_str),
+        Some("hi")
+    );
+    let volumes = pod.volumes.clone().unwrap_or_default();
+    assert_eq!(
+        volumes.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(),
+        ["tmp", "data"]
+    );
+    let mounts = container(&c.deployment)
+        .volume_mounts
+        .clone()
+        .unwrap_or_default();
+    assert_eq!(
+        mounts
+            .iter()
+            .map(|m| m.mount_path.as_str())
+            .collect::<Vec<_>>(),
+        ["/tmp", "/data"]
+    );
+}
+
+#[test]
+fn terminating_pods_keep_serving_for_the_pre_stop_sleep() {
+    let d = render(&valid("  image: app:1\n")).deployment;
+    let sleep = container(&d)
+        .lifecycle
+        .as_ref()
+        .and_then(|l| l.pre_stop.as_ref())
+        .and_then(|h| h.sleep.as_ref())
+        .map(|s| s.seconds);
+    assert_eq!(sleep, Some(5));
+    assert_eq!(pod_spec(&d).termination_grace_period_seconds, Some(35));
+    let d = render(&valid(
+        "  image: app:1\n  preStopSleepSeconds: 0\n  terminationGracePeriodSeconds: 10\n",
+    ))
+    .deployment;
+    assert!(container(&d).lifecycle.is_none());
+    assert_eq!(pod_spec(&d).termination_grace_period_seconds, Some(10));
 }

@@ -25,25 +25,121 @@ fn time(s: &str) -> Time {
 fn ready_follows_the_deployment() {
     let in_progress = Reason::RolloutInProgress.as_str();
     assert_eq!(
-        ready_condition(Some(&at(2, 1, 2, 2, 2))).reason,
+        ready_condition(Some(&at(2, 1, 2, 2, 2)), &[]).reason,
         in_progress
     );
     assert_eq!(
-        ready_condition(Some(&at(2, 2, 3, 1, 3))).reason,
+        ready_condition(Some(&at(2, 2, 3, 1, 3)), &[]).reason,
         in_progress
     );
-    let ready = ready_condition(Some(&at(2, 2, 3, 3, 3)));
+    let ready = ready_condition(Some(&at(2, 2, 3, 3, 3)), &[]);
     assert!(ready.status);
     assert_eq!(ready.reason, Reason::Available.as_str());
-    assert!(!ready_condition(None).status);
+    assert!(!ready_condition(None, &[]).status);
     let failed = deployment(DeploymentAt {
         deadline_exceeded: true,
         ..DeploymentAt::complete(2, 3)
     });
     assert_eq!(
-        ready_condition(Some(&failed)).reason,
+        ready_condition(Some(&failed), &[]).reason,
         Reason::ProgressDeadlineExceeded.as_str()
     );
+}
+
+#[test]
+fn pods_that_cannot_be_created_say_why_before_the_deadline() {
+    use k8s_openapi::api::apps::v1::{
+        DeploymentCondition, ReplicaSetCondition, ReplicaSetSpec, ReplicaSetStatus,
+    };
+    let forbidden = "pods \"shop-7d9\" is forbidden: violates PodSecurity \"restricted:latest\": runAsNonRoot != true";
+    // The ReplicaSet's condition is enough (the Deployment controller copies it later).
+    let rs = |replicas: i32| {
+        Arc::new(ReplicaSet {
+            spec: Some(ReplicaSetSpec {
+                replicas: Some(replicas),
+                ..Default::default()
+            }),
+            status: Some(ReplicaSetStatus {
+                conditions: Some(vec![ReplicaSetCondition {
+                    type_: "ReplicaFailure".into(),
+                    status: "True".into(),
+                    reason: Some("FailedCreate".into()),
+                    message: Some(forbidden.into()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    };
+    let stuck = at(2, 2, 2, 0, 0);
+    let ready = ready_condition(Some(&stuck), &[rs(2)]);
+    assert_eq!(
+        (ready.status, ready.reason),
+        (false, Reason::FailedCreate.as_str())
+    );
+    assert!(
+        ready.message.contains("violates PodSecurity"),
+        "{}",
+        ready.message
+    );
+    // An old ReplicaSet scaled to zero says nothing about the current pods.
+    assert_eq!(
+        ready_condition(Some(&stuck), &[rs(0)]).reason,
+        Reason::RolloutInProgress.as_str()
+    );
+    // The Deployment's own condition counts too, and wins over the deadline.
+    let mut failed = deployment(DeploymentAt {
+        deadline_exceeded: true,
+        ..DeploymentAt::complete(2, 3)
+    });
+    if let Some(status) = failed.status.as_mut() {
+        status
+            .conditions
+            .get_or_insert_default()
+            .push(DeploymentCondition {
+                type_: "ReplicaFailure".into(),
+                status: "True".into(),
+                reason: Some("FailedCreate".into()),
+                message: Some("exceeded quota: compute".into()),
+                ..Default::default()
+            });
+    }
+    let ready = ready_condition(Some(&failed), &[]);
+    assert_eq!(ready.reason, Reason::FailedCreate.as_str());
+    assert!(
+        ready.message.ends_with("exceeded quota: compute"),
+        "{}",
+        ready.message
+    );
+}
+
+#[test]
+fn a_refused_child_sets_ready_false_with_the_apiservers_message() {
+    let mut ms = microservice_at(2, "  image: x\n");
+    ms.status = Some(MicroserviceStatus {
+        ready_replicas: Some(3),
+        ..Default::default()
+    });
+    let valid = crate::validate::validate(&ms).expect("valid");
+    let refusal = "the apiserver refused Deployment shop: spec.strategy.rollingUpdate.maxSurge: Invalid value";
+    let s = apply_failed_status(&ms, &valid, refusal, &time("2026-01-01T00:00:00Z"));
+    let ready = conditions::find(&s.conditions, "Ready").expect("ready");
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", Reason::ApplyFailed.as_str())
+    );
+    assert!(ready.message.starts_with(refusal), "{}", ready.message);
+    assert_eq!(s.observed_generation, Some(2));
+    assert_eq!(s.ready_replicas, Some(3));
+    assert!(needs_write(ms.status.as_ref(), &s));
+    let event = apply_failed_event(&"x".repeat(5000));
+    assert_eq!(
+        (event.type_, event.reason.as_str()),
+        (EventType::Warning, "ApplyFailed")
+    );
+    assert!(event.note.len() <= crate::kube_ext::NOTE_MAX_BYTES);
+    assert!(event.note.ends_with("..."));
 }
 
 #[test]
@@ -63,6 +159,7 @@ fn a_second_pass_with_nothing_new_needs_no_write() {
         &ms,
         &valid,
         Some(&d),
+        &[],
         &rollout,
         &time("2026-01-01T00:00:00Z"),
     );
@@ -74,6 +171,7 @@ fn a_second_pass_with_nothing_new_needs_no_write() {
         &ms,
         &valid,
         Some(&d),
+        &[],
         &rollout,
         &time("2026-01-01T01:00:00Z"),
     );
@@ -155,4 +253,48 @@ fn events_report_progress_failures_and_their_end() {
             .iter()
             .any(|e| e.reason == "DegradedCleared" && e.type_ == EventType::Normal)
     );
+}
+
+#[test]
+fn status_says_where_the_service_answers_and_how_to_select_its_pods() {
+    let plain = crate::test_support::valid("  image: x\n");
+    assert_eq!(cluster_url(&plain), "http://shop.prod.svc.cluster.local");
+    assert_eq!(
+        selector(&plain),
+        "app.kubernetes.io/instance=shop,app.kubernetes.io/name=shop"
+    );
+    let routed = crate::test_support::valid(
+        "  image: x\n  service: {port: 8081}\n  ingress: {host: shop.example.com, path: /api, tlsSecretName: cert}\n",
+    );
+    assert_eq!(
+        cluster_url(&routed),
+        "http://shop.prod.svc.cluster.local:8081"
+    );
+    assert_eq!(
+        routed.ingress.as_ref().map(ingress_url).as_deref(),
+        Some("https://shop.example.com/api")
+    );
+    // valid_status carries them, and the Deployment's pod count for the scale subresource.
+    let ms = microservice_at(1, "  image: x\n");
+    let d = at(1, 1, 3, 3, 2);
+    let rollout = rollout::transition(&rollout::Observed {
+        generation: 1,
+        desired_template_hash: "h",
+        auto_rollback: true,
+        previous: None,
+        deployment: Some(&d),
+        replica_sets: &[],
+    });
+    let s = valid_status(
+        &ms,
+        &plain,
+        Some(&d),
+        &[],
+        &rollout,
+        &time("2026-01-01T00:00:00Z"),
+    );
+    assert_eq!(s.replicas, Some(3));
+    assert_eq!(s.url.as_deref(), Some("http://shop.prod.svc.cluster.local"));
+    assert_eq!(s.ingress_url, None);
+    assert!(s.selector.is_some());
 }

@@ -6,6 +6,8 @@ mod chart;
 mod controller;
 mod helpers;
 mod observability;
+mod refusals;
 mod restarts;
 mod rollout;
+mod scale;
 mod signal;
