@@ -151,11 +151,11 @@ impl Metrics {
         // The batched queries' series exist from the start (at 0), so the family is served
         // before the first error and `rate()` over it sees the first increment.
         for reason in crate::autoscaler::source::MetricError::REASONS {
-            query_errors.get_or_create(&QueryErrorLabels {
+            drop(query_errors.get_or_create(&QueryErrorLabels {
                 namespace: String::new(),
                 microservice: String::new(),
                 reason: reason.to_string(),
-            });
+            }));
         }
         registry.register(
             "metric_query_errors",
