@@ -193,18 +193,25 @@ async fn every_dashboard_and_alert_metric_is_served_by_a_running_shoal() {
             }
         }
     }
-    // The gauges the alerts count were computed from the watch cache: api's Ready states
-    // add up to 1 (whether or not the scale-up's pods are ready yet); hello has no status
-    // (its first reconcile fails before writing one), only the error count.
+    // The gauges the alerts count were computed from the watch cache: api's and hello's
+    // Ready states add up to 2 (whether or not the scale-up's pods are ready yet); hello's
+    // Deployment is refused by the quota, so it is Ready=False, reason=ApplyFailed, and the
+    // failed reconciles are counted under their stage.
     let ready: f64 = last
         .lines()
         .filter(|l| l.starts_with("shoal_microservices{condition=\"Ready\","))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
-    assert_eq!(ready, 1.0, "{last}");
+    assert_eq!(ready, 2.0, "{last}");
+    assert!(
+        last.lines().any(|l| l.starts_with(
+            "shoal_microservices{condition=\"Ready\",status=\"False\",reason=\"ApplyFailed\"} 1"
+        )),
+        "{last}"
+    );
     assert!(
         last.lines()
-            .any(|l| l.starts_with("shoal_reconcile_errors_total{reason=\"kube\"}")),
+            .any(|l| l.starts_with("shoal_reconcile_errors_total{reason=\"apply\"}")),
         "{last}"
     );
     assert!(
