@@ -185,8 +185,9 @@ impl EventSink {
         Self { client, reporter }
     }
 
-    /// Publishes one Event about `reference`. A failure is logged, never returned: an Event
-    /// that cannot be written is no reason to fail a reconcile or a tick.
+    /// Publishes one Event about `reference`, its note cut to fit ([`fit_note`]). A failure
+    /// is logged, never returned: an Event that cannot be written is no reason to fail a
+    /// reconcile or a tick.
     pub async fn publish(
         &self,
         reference: &ObjectReference,
@@ -198,7 +199,7 @@ impl EventSink {
         let event = Event {
             type_,
             reason: reason.into(),
-            note: Some(note),
+            note: Some(fit_note(&note)),
             action: action.into(),
             secondary: None,
         };
@@ -206,5 +207,21 @@ impl EventSink {
         if let Err(err) = recorder.publish(&event, reference).await {
             warn!(error = %err, reason, "could not publish an event");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{NOTE_MAX_BYTES, fit_note};
+
+    #[test]
+    fn event_notes_fit_in_one_kibibyte_at_a_character_boundary() {
+        assert_eq!(fit_note("short"), "short");
+        let cut = fit_note(&"é".repeat(800));
+        assert!(
+            cut.len() <= NOTE_MAX_BYTES && cut.ends_with("..."),
+            "{}",
+            cut.len()
+        );
     }
 }

@@ -147,18 +147,6 @@ fn short_error(err: &crate::error::Error) -> String {
     }
 }
 
-/// At most `max` bytes of `text`, cut at a character boundary (an Event's note holds 1 KiB).
-fn truncate(text: String, max: usize) -> String {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max.saturating_sub(3);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &text[..end])
-}
-
 async fn publish(
     recorder: &EventSink,
     reference: &k8s_openapi::api::core::v1::ObjectReference,
@@ -167,19 +155,6 @@ async fn publish(
     note: String,
 ) {
     recorder
-        .publish(reference, type_, reason, "Scale", truncate(note, 1000))
+        .publish(reference, type_, reason, "Scale", note)
         .await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::truncate;
-
-    #[test]
-    fn event_notes_fit_in_one_kibibyte_at_a_character_boundary() {
-        assert_eq!(truncate("short".into(), 1000), "short");
-        let long = "é".repeat(800);
-        let cut = truncate(long, 1000);
-        assert!(cut.len() <= 1000 && cut.ends_with("..."), "{}", cut.len());
-    }
 }

@@ -311,7 +311,7 @@ pub fn client(config: &MetricsConfig) -> Result<prometheus_http_query::Client, M
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn config() -> MetricsConfig {

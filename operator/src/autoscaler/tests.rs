@@ -12,24 +12,10 @@ use prometheus_http_query::response::Data;
 
 use super::decision::{self, Behavior, Inputs, MetricKind, PodState, Reading, State};
 use super::inputs::{self, Batches, Target};
-use super::source::{self, MetricError, MetricsConfig};
+use super::source::tests::config;
+use super::source::{self, MetricError};
 use super::status;
 use crate::test_support::{DeploymentAt, deployment, microservice};
-
-fn config() -> MetricsConfig {
-    MetricsConfig {
-        url: "http://127.0.0.1:9090".into(),
-        timeout: Duration::from_secs(5),
-        request_metric: "http_requests_total".into(),
-        namespace_label: "namespace".into(),
-        service_label: "service".into(),
-        pod_label: "pod".into(),
-        cpu_metric: "container_cpu_usage_seconds_total".into(),
-        cpu_selector: String::new(),
-        rate_window: "1m".into(),
-        burst_window: "30s".into(),
-    }
-}
 
 const SPEC: &str = "  image: app:1\n  autoscaling:\n    minReplicas: 1\n    maxReplicas: 10\n    requestRate: {targetPerReplica: 50}\n";
 
