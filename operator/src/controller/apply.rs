@@ -127,6 +127,7 @@ pub async fn apply(
         service,
         ingress,
         hpa,
+        pod_monitor,
         template_hash: _,
     } = children;
     let mut step = Step {
@@ -150,6 +151,19 @@ pub async fn apply(
     step.optional(ingress.as_ref(), live.ingress.as_deref())
         .await?;
     step.optional(hpa.as_ref(), live.hpa.as_deref()).await?;
+    // Only where the Prometheus Operator's CRD is installed (and its cache filled).
+    if let Some(pod_monitors) = ctx.pod_monitors.store() {
+        let live = lookup(&pod_monitors, valid, &valid.name);
+        match step.optional(pod_monitor.as_ref(), live.as_deref()).await {
+            // The CRD went after the last discovery check, which will notice it; an apply
+            // creates, so a 404 means the kind itself is gone.
+            Err(Error::Apply {
+                source: kube::Error::Api(status),
+                ..
+            }) if status.code == 404 => {}
+            result => result?,
+        }
+    }
     prune_config_maps(ctx, valid).await?;
     Ok(step.applied)
 }

@@ -54,12 +54,16 @@ pub(super) fn render_deployment_and_hash(ms: &ValidatedMicroservice) -> (Deploym
         image: Some(app.image.clone()),
         command: app.command.clone(),
         args: app.args.clone(),
-        ports: Some(vec![ContainerPort {
-            name: Some("http".to_string()),
-            container_port: ms.ports.container,
-            protocol: Some("TCP".to_string()),
-            ..ContainerPort::default()
-        }]),
+        ports: Some(
+            std::iter::once(ContainerPort {
+                name: Some("http".to_string()),
+                container_port: ms.ports.container,
+                protocol: Some("TCP".to_string()),
+                ..ContainerPort::default()
+            })
+            .chain(super::scrape::metrics_container_port(ms))
+            .collect(),
+        ),
         env: app.env.clone(),
         env_from: Some(env_from),
         resources: app.resources.clone(),
@@ -80,10 +84,12 @@ pub(super) fn render_deployment_and_hash(ms: &ValidatedMicroservice) -> (Deploym
     let mut template = PodTemplateSpec {
         metadata: Some(ObjectMeta {
             labels: Some(common_labels(ms)),
-            annotations: Some(BTreeMap::from([(
-                CONFIG_HASH_ANNOTATION.to_string(),
-                ms.config_hash.clone(),
-            )])),
+            annotations: Some(
+                BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_string(), ms.config_hash.clone())])
+                    .into_iter()
+                    .chain(super::scrape::pod_annotations(ms))
+                    .collect(),
+            ),
             ..ObjectMeta::default()
         }),
         spec: Some(PodSpec {
