@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures::channel::mpsc;
 use futures::{SinkExt, StreamExt};
 use kube::Client;
-use kube::runtime::WatchStreamExt;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::runtime::reflector::{self, Store};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -56,8 +56,9 @@ pub async fn crd_installed(client: &Client) -> Result<bool, kube::Error> {
 /// The channels [`watch`] sends on: each PodMonitor it sees (to wake its owner), and a
 /// unit each time PodMonitors become writable (to reconcile every Microservice).
 pub struct Triggers {
-    /// PodMonitors the watch saw change.
-    pub touched: mpsc::Sender<PodMonitor>,
+    /// PodMonitors the watch saw change (as the controller's `owns_stream` takes them;
+    /// watch errors are logged here, never sent).
+    pub touched: mpsc::Sender<Result<PodMonitor, watcher::Error>>,
     /// PodMonitors became available.
     pub available: mpsc::Sender<()>,
 }
@@ -89,7 +90,7 @@ pub async fn watch(
                         while let Some(event) = objects.next().await {
                             match event {
                                 Ok(pm) => {
-                                    let _ = touched.send(pm).await;
+                                    let _ = touched.send(Ok(pm)).await;
                                 }
                                 Err(err) => warn!(error = %err, "watching PodMonitors"),
                             }

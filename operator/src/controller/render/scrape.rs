@@ -69,7 +69,9 @@ fn port_name(ms: &ValidatedMicroservice, metrics: &MetricsEndpoint) -> &'static 
     kind = "PodMonitor",
     plural = "podmonitors",
     namespaced,
-    schema = "disabled"
+    schema = "disabled",
+    derive = "PartialEq",
+    derive = "Default"
 )]
 #[serde(rename_all = "camelCase")]
 pub struct PodMonitorSpec {
