@@ -155,12 +155,17 @@ pub async fn apply(
     if let Some(pod_monitors) = ctx.pod_monitors.store() {
         let live = lookup(&pod_monitors, valid, &valid.name);
         match step.optional(pod_monitor.as_ref(), live.as_deref()).await {
-            // The CRD went after the last discovery check, which will notice it; an apply
-            // creates, so a 404 means the kind itself is gone.
+            // The CRD is going or gone since the last discovery check, which will notice:
+            // an apply creates, so a 404 means the kind itself is gone, and while the CRD
+            // is being deleted the apiserver refuses creates with this 403.
             Err(Error::Apply {
                 source: kube::Error::Api(status),
                 ..
-            }) if status.code == 404 => {}
+            }) if status.code == 404
+                || (status.code == 403
+                    && status
+                        .message
+                        .contains("custom resource definition is terminating")) => {}
             result => result?,
         }
     }

@@ -10,8 +10,8 @@ use std::time::Duration;
 use futures::channel::mpsc;
 use futures::{SinkExt, StreamExt};
 use kube::Client;
-use kube::runtime::{WatchStreamExt, watcher};
 use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 

@@ -1,19 +1,14 @@
 //! Scraping a Microservice's own metrics (docs/metrics.md), on a test bed of its own (the
 //! Prometheus Operator's PodMonitor CRD is cluster-wide, so it must not show up under the
-//! main suite):
-//! - without the CRD Shoal renders only the `prometheus.io/*` pod annotations; once the
-//!   CRD is installed (the real one, from the Prometheus Operator's Go module) Shoal
-//!   notices it and applies a PodMonitor the apiserver accepts, removes it when
-//!   `spec.metrics.enabled` is false, and keeps working when the CRD goes;
-//! - a plain Prometheus that finds pods through the apiserver and follows the annotations
-//!   (the relabeling docs/metrics.md gives) scrapes series Shoal scales on.
+//! main suite): without the CRD Shoal renders only the `prometheus.io/*` pod annotations;
+//! once the CRD is installed (the real one, from the Prometheus Operator's Go module) Shoal
+//! notices it and applies a PodMonitor the apiserver accepts, removes it when
+//! `spec.metrics.enabled` is false, and keeps working when the CRD goes.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use shoal_e2e::{
-    LoadSim, Prometheus, TestBed, fast_loop_flags, pod_monitor_crd, testbed, wait_for,
-};
+use shoal_e2e::{TestBed, pod_monitor_crd, testbed, wait_for};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -214,112 +209,4 @@ async fn pod_monitor_follows_the_crd_and_the_spec() {
         !log.contains("reconcile failed"),
         "reconciles failed along the way:\n{log}"
     );
-}
-
-/// The scrape job of docs/metrics.md ("A hand-written Prometheus configuration"), against
-/// the test bed's apiserver with the kubeconfig's client certificate, plus two rewrites the
-/// test bed needs because its pods are simulated (KWOK gives them IPs nothing listens on):
-/// the address becomes the load simulator's, which serves each pod's own counter on
-/// `/metrics?pod=<name>`. See docs/test-bed.md.
-fn kubernetes_pods_job(bed: &TestBed, namespace: &str, loadsim: &str) -> String {
-    let kubeconfig =
-        kube::config::Kubeconfig::read_from(&bed.kubeconfig).expect("the test bed's kubeconfig");
-    let server = kubeconfig.clusters[0]
-        .cluster
-        .as_ref()
-        .and_then(|c| c.server.clone())
-        .expect("kubeconfig server");
-    let pki = bed.dir.join("pki");
-    let file = |name: &str| pki.join(name).display().to_string();
-    format!(
-        r#"- job_name: kubernetes-pods
-  kubernetes_sd_configs:
-  - role: pod
-    api_server: {server}
-    namespaces: {{names: [{namespace}]}}
-    tls_config: {{ca_file: {ca}, cert_file: {cert}, key_file: {key}}}
-  relabel_configs:
-  - source_labels: [__meta_kubernetes_pod_annotation_prometheus_io_scrape]
-    action: keep
-    regex: "true"
-  - source_labels: [__meta_kubernetes_pod_annotation_prometheus_io_path]
-    regex: (.+)
-    target_label: __metrics_path__
-  - source_labels: [__meta_kubernetes_pod_ip, __meta_kubernetes_pod_annotation_prometheus_io_port]
-    regex: (.+);(\d+)
-    replacement: $1:$2
-    target_label: __address__
-  - source_labels: [__meta_kubernetes_namespace]
-    target_label: namespace
-  - source_labels: [__meta_kubernetes_pod_name]
-    target_label: pod
-  - source_labels: [__meta_kubernetes_pod_label_app_kubernetes_io_instance]
-    target_label: service
-  # Test bed only: the simulated pods' counters are served by the load simulator.
-  - source_labels: [__meta_kubernetes_pod_name]
-    target_label: __param_pod
-  - target_label: __address__
-    replacement: {loadsim}
-"#,
-        ca = file("ca.crt"),
-        cert = file("admin.crt"),
-        key = file("admin.key"),
-    )
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn prometheus_following_the_annotations_alone_feeds_the_autoscaler() {
-    let bed = testbed();
-    let ns = bed.namespace("annotations");
-    // The simulator's own file_sd target goes to a directory no Prometheus reads: the
-    // only way to its counters is through the pods' annotations.
-    let unscraped = bed.dir.join(format!("unscraped-{ns}"));
-    std::fs::create_dir_all(&unscraped).expect("directory");
-    let sim = LoadSim::start(bed, &ns, &unscraped, 0.0);
-    let prometheus =
-        Prometheus::start_with_scrape_configs(bed, &ns, &kubernetes_pods_job(bed, &ns, &sim.addr));
-    let fast = fast_loop_flags("10");
-    let flags: Vec<&str> = fast.iter().map(String::as_str).collect();
-    let _op = bed.operator_with_prometheus(&ns, &prometheus.url(), &flags);
-    apply(
-        bed,
-        &ns,
-        "apiVersion: shoal.dev/v1alpha1\nkind: Microservice\nmetadata: {name: api}\nspec:\n  image: registry.example/api:1\n  autoscaling:\n    minReplicas: 1\n    maxReplicas: 8\n    requestRate: {targetPerReplica: 50}\n",
-    );
-    sim.set_load("api", 40.0);
-    // The series carry exactly the labels of the contract, set by relabeling alone (the
-    // simulator serves a pod's counter without labels).
-    let labelled = format!(
-        "http_requests_total{{job=\"kubernetes-pods\",namespace=\"{ns}\",service=\"api\",pod=~\"api-.+\"}}"
-    );
-    wait_for(
-        "Prometheus to scrape the annotated pod",
-        TIMEOUT,
-        || async { prometheus.query_value(&labelled) },
-    )
-    .await;
-    // Shoal reads the rate and scales on it: 200 req/s at 50 per replica is 4 replicas.
-    sim.set_load("api", 200.0);
-    wait_for("the Deployment to scale to 4 replicas", TIMEOUT, || async {
-        let d = get(bed, &ns, "deployment", "api")?;
-        (d["spec"]["replicas"] == 4).then_some(())
-    })
-    .await;
-    let ms = get(bed, &ns, "microservice", "api").expect("microservice");
-    let rps = ms
-        .pointer("/status/autoscaler/requestRate/current")
-        .and_then(Value::as_f64)
-        .expect("status.autoscaler.requestRate.current");
-    assert!(
-        (150.0..=250.0).contains(&rps),
-        "request rate in status: {rps}"
-    );
-    // Every pod is a target of its own, under its own name.
-    wait_for("every pod to be scraped", TIMEOUT, || async {
-        let pods = prometheus.query_value(&format!(
-            "count(up{{job=\"kubernetes-pods\",namespace=\"{ns}\"}} == 1)"
-        ))?;
-        (pods >= 4.0).then_some(())
-    })
-    .await;
 }
