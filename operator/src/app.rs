@@ -41,6 +41,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         log_level,
         resync_seconds,
         concurrency,
+        pod_monitor_recheck_seconds,
         namespace,
         components,
         tick_seconds,
@@ -71,6 +72,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         resync: Duration::from_secs(resync_seconds),
         concurrency,
         namespace: namespace.clone(),
+        pod_monitor_recheck: Duration::from_secs(pod_monitor_recheck_seconds.max(1)),
     };
     let autoscaler_config = crate::autoscaler::Config {
         tick: Duration::from_secs_f64(tick_seconds),

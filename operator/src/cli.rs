@@ -40,6 +40,10 @@ pub struct RunArgs {
     /// Most Microservices reconciled at once.
     #[arg(long, env = "SHOAL_CONCURRENCY", default_value_t = 16)]
     pub concurrency: u16,
+    /// Seconds between two checks (API discovery) for the Prometheus Operator's PodMonitor
+    /// CRD: Shoal manages a PodMonitor per Microservice while it is installed.
+    #[arg(long, env = "SHOAL_POD_MONITOR_RECHECK_SECONDS", default_value_t = 30)]
+    pub pod_monitor_recheck_seconds: u64,
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "SHOAL_NAMESPACE")]
     pub namespace: Option<String>,

@@ -73,6 +73,14 @@ fn schema_rules_refuse_bad_specs_naming_the_field() {
             "  image: x\n  autoscaling: {maxReplicas: 3, cpu: {targetUtilization: 50}, behavior: {scaleDown: {tolerance: '-0.1'}}}\n",
             "tolerance must be a non-negative quantity",
         ),
+        (
+            "  image: x\n  metrics: {port: 0}\n",
+            "spec.metrics.port must be between 1 and 65535",
+        ),
+        (
+            "  image: x\n  metrics: {path: metrics}\n",
+            "spec.metrics.path must start with '/'",
+        ),
     ];
     for (spec, message) in cases {
         let errors = cel_errors(spec);
@@ -88,6 +96,8 @@ fn valid_variants_pass_the_schema_rules() {
     for spec in [
         "  image: x\n",
         "  image: x\n  ingress: {host: '*.example.com'}\n",
+        "  image: x\n  metrics: {enabled: false}\n",
+        "  image: x\n  metrics: {port: 9090, path: /internal/metrics}\n",
         "  image: x\n  autoscaling: {maxReplicas: 3, requestRate: {targetPerReplica: 0.5}}\n",
         "  image: x\n  autoscaling: {maxReplicas: 3, cpu: {targetUtilization: 50}, behavior: {scaleUp: {tolerance: 50m}, scaleDown: {tolerance: '0.2'}}}\n",
     ] {

@@ -128,6 +128,7 @@ pub async fn apply(
         service,
         ingress,
         hpa,
+        pod_monitor,
         template_hash: _,
     } = children;
     let mut step = Step {
@@ -161,6 +162,24 @@ pub async fn apply(
     step.optional(ingress.as_ref(), live.ingress.as_deref())
         .await?;
     step.optional(hpa.as_ref(), live.hpa.as_deref()).await?;
+    // Only where the Prometheus Operator's CRD is installed (and its cache filled).
+    if let Some(pod_monitors) = ctx.pod_monitors.store() {
+        let live = lookup(&pod_monitors, valid, &valid.name);
+        match step.optional(pod_monitor.as_ref(), live.as_deref()).await {
+            // The CRD is going or gone since the last discovery check, which will notice:
+            // an apply creates, so a 404 means the kind itself is gone, and while the CRD
+            // is being deleted the apiserver refuses creates with this 403.
+            Err(Error::Apply {
+                source: kube::Error::Api(status),
+                ..
+            }) if status.code == 404
+                || (status.code == 403
+                    && status
+                        .message
+                        .contains("custom resource definition is terminating")) => {}
+            result => result?,
+        }
+    }
     prune_config_maps(ctx, valid).await?;
     Ok(step.applied)
 }

@@ -9,6 +9,7 @@
 
 pub mod apply;
 pub mod diff;
+pub mod pod_monitors;
 pub mod reconcile;
 pub mod render;
 pub mod rollout;
@@ -55,6 +56,8 @@ pub struct Config {
     pub concurrency: u16,
     /// Watch only this namespace; all namespaces when None.
     pub namespace: Option<String>,
+    /// Time between two discovery checks for the Prometheus Operator's PodMonitor CRD.
+    pub pod_monitor_recheck: Duration,
 }
 
 /// Watch caches of the children.
@@ -116,6 +119,8 @@ pub struct Context {
     /// The Microservice as our last status write returned it, until the cache shows it.
     latest: Mutex<HashMap<ObjectRef<Microservice>, Arc<Microservice>>>,
     metrics: Arc<Metrics>,
+    /// The PodMonitor watch cache, while the Prometheus Operator's CRD is installed.
+    pod_monitors: Arc<pod_monitors::PodMonitors>,
 }
 
 impl Context {
@@ -131,7 +136,15 @@ impl Context {
             failures: Mutex::new(HashMap::new()),
             latest: Mutex::new(HashMap::new()),
             metrics,
+            pod_monitors: Arc::default(),
         }
+    }
+
+    /// Reads PodMonitors from `pod_monitors` (filled by [`pod_monitors::watch`]); without
+    /// it the context leaves PodMonitors alone, as when their CRD is not installed.
+    pub fn with_pod_monitors(mut self, pod_monitors: Arc<pod_monitors::PodMonitors>) -> Context {
+        self.pod_monitors = pod_monitors;
+        self
     }
 
     fn forget_failures(&self, ms: &Microservice) {
@@ -175,6 +188,12 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>) {
     let (hpas, hpas_w) = reflector::store();
     let (config_maps, config_maps_w) = reflector::store();
     let (replica_sets, replica_sets_w) = reflector::store();
+    // PodMonitors exist only where the Prometheus Operator's CRD is installed: a separate
+    // task watches them while it is, waking their owners, and wakes every Microservice
+    // when the CRD appears.
+    let (touched_pod_monitors, touched_rx) = futures::channel::mpsc::channel(64);
+    let (pod_monitors_available, available_rx) = futures::channel::mpsc::channel(1);
+    let pod_monitors = Arc::new(pod_monitors::PodMonitors::default());
     // A change to a child (applied or deleted) wakes its owner.
     let controller = Controller::new(
         scoped::<Microservice>(&client, ns),
@@ -194,6 +213,8 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>) {
         )
         .touched_objects(),
     )
+    .owns_stream(touched_rx)
+    .reconcile_all_on(available_rx)
     .shutdown_on_signal();
     metrics.microservices.attach(controller.store());
     // ReplicaSets are only read (which old ConfigMaps a retained revision still uses); they
@@ -208,7 +229,19 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>) {
         config_maps,
         replica_sets,
     };
-    let ctx = Arc::new(Context::new(client, stores, config.resync, metrics));
+    let pod_monitor_task = tokio::spawn(pod_monitors::watch(
+        client.clone(),
+        config.namespace.clone(),
+        config.pod_monitor_recheck,
+        pod_monitors.clone(),
+        pod_monitors::Triggers {
+            touched: touched_pod_monitors,
+            available: pod_monitors_available,
+        },
+    ));
+    let ctx = Arc::new(
+        Context::new(client, stores, config.resync, metrics).with_pod_monitors(pod_monitors),
+    );
     let replica_set_task = tokio::spawn(replica_set_watch.for_each(|_| futures::future::ready(())));
     info!("starting the Microservice controller");
     controller
@@ -220,6 +253,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>) {
         })
         .await;
     replica_set_task.abort();
+    pod_monitor_task.abort();
     info!("controller stopped");
 }
 

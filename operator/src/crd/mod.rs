@@ -238,6 +238,14 @@ pub struct MicroserviceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self >= 0").message("spec.terminationGracePeriodSeconds must not be negative"))]
     pub termination_grace_period_seconds: Option<i64>,
+
+    /// Where Prometheus scrapes the service's own metrics. By default Shoal marks the pods
+    /// with the `prometheus.io/scrape`, `prometheus.io/port` and `prometheus.io/path`
+    /// annotations (port `spec.port`, path `/metrics`) and, when the Prometheus Operator's
+    /// PodMonitor resource is installed, creates a PodMonitor named after the
+    /// Microservice. Set `enabled: false` to do neither. See docs/metrics.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<MetricsSettings>,
 }
 
 fn default_port() -> i32 {
@@ -517,6 +525,25 @@ pub struct ScalingPolicy {
     /// Length of the period in seconds (1-1800).
     #[x_kube(validation = Rule::new("self > 0 && self <= 1800").message("scaling policy periodSeconds must be between 1 and 1800"))]
     pub period_seconds: i32,
+}
+
+/// Where the service serves its Prometheus metrics.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricsSettings {
+    /// Set to false to have the pods neither annotated for scraping nor selected by a
+    /// PodMonitor. Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Container port serving the metrics (1-65535). Default `spec.port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 65535").message("spec.metrics.port must be between 1 and 65535"))]
+    pub port: Option<i32>,
+    /// HTTP path of the metrics, starting with `/`. Default `/metrics`.
+    #[schemars(length(max = 1024))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.startsWith('/')").message("spec.metrics.path must start with '/'"))]
+    pub path: Option<String>,
 }
 
 /// Rollout settings.

@@ -51,6 +51,8 @@ pub struct ValidatedMicroservice {
     pub scaling: Scaling,
     /// How revisions roll out.
     pub rollout: RolloutPolicy,
+    /// Where Prometheus scrapes the pods; None when `spec.metrics.enabled` is false.
+    pub metrics: Option<MetricsEndpoint>,
 }
 
 impl ValidatedMicroservice {
@@ -309,6 +311,25 @@ pub fn validate(ms: &Microservice) -> Result<ValidatedMicroservice, InvalidSpec>
             max_surge: rollout.max_surge,
             max_unavailable: rollout.max_unavailable,
         },
+        metrics: metrics_endpoint(spec.metrics.as_ref(), spec.port),
+    })
+}
+
+fn metrics_endpoint(
+    metrics: Option<&crate::crd::MetricsSettings>,
+    container_port: i32,
+) -> Option<MetricsEndpoint> {
+    let default = crate::crd::MetricsSettings::default();
+    let metrics = metrics.unwrap_or(&default);
+    if metrics.enabled == Some(false) {
+        return None;
+    }
+    Some(MetricsEndpoint {
+        port: metrics.port.unwrap_or(container_port),
+        path: metrics
+            .path
+            .clone()
+            .unwrap_or_else(|| DEFAULT_METRICS_PATH.to_string()),
     })
 }
 

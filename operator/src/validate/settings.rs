@@ -79,6 +79,18 @@ pub struct Ports {
     pub service: i32,
 }
 
+/// Where Prometheus scrapes a Microservice's pods (`spec.metrics`, defaults resolved).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetricsEndpoint {
+    /// Container port serving the metrics (`spec.metrics.port`, default `spec.port`).
+    pub port: i32,
+    /// HTTP path (`spec.metrics.path`, default `/metrics`).
+    pub path: String,
+}
+
+/// Path scraped when `spec.metrics.path` is unset.
+pub const DEFAULT_METRICS_PATH: &str = "/metrics";
+
 /// Default port of the Service.
 pub const DEFAULT_SERVICE_PORT: i32 = 80;
 /// Path probed when the spec names none.

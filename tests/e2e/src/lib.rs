@@ -551,6 +551,26 @@ impl Prometheus {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Prometheus {
+        Prometheus::start_with_config(bed, name, args, env, "")
+    }
+
+    /// Starts a Prometheus in a fresh directory under the test bed's, with more scrape
+    /// jobs: `scrape_configs` is appended to the `scrape_configs:` list of its config.
+    pub fn start_with_scrape_configs(
+        bed: &TestBed,
+        name: &str,
+        scrape_configs: &str,
+    ) -> Prometheus {
+        Prometheus::start_with_config(bed, name, &[], &[], scrape_configs)
+    }
+
+    fn start_with_config(
+        bed: &TestBed,
+        name: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        scrape_configs: &str,
+    ) -> Prometheus {
         let dir = bed.dir.join(format!("prometheus-{name}"));
         let sd_dir = dir.join("targets");
         std::fs::create_dir_all(&sd_dir).expect("prometheus dir");
@@ -561,7 +581,7 @@ impl Prometheus {
         let config = format!(
             "global: {{scrape_interval: 2s, evaluation_interval: 2s}}\nscrape_configs:\n- job_name: prometheus\n  static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n- job_name: targets\n  file_sd_configs:\n  - files: ['{}/*.json']\n    refresh_interval: 1s\n",
             sd_dir.display()
-        );
+        ) + scrape_configs;
         std::fs::write(dir.join("prometheus.yml"), config).expect("prometheus config");
         let mut p = Prometheus {
             child: None,
@@ -697,4 +717,40 @@ pub fn prometheus_value(addr: &str, promql: &str) -> Option<f64> {
             .filter_map(|r| r["value"][1].as_str()?.parse::<f64>().ok())
             .sum(),
     )
+}
+
+/// Version of the Prometheus Operator whose `PodMonitor` CRD the tests install.
+pub const PROMETHEUS_OPERATOR_VERSION: &str = "v0.85.0";
+
+/// Path of the Prometheus Operator's `PodMonitor` CRD YAML, from its Go module
+/// (`go mod download`, cached in Go's module cache; no container image involved). Panics
+/// with the reason when Go or the module proxy is unavailable.
+pub fn pod_monitor_crd() -> PathBuf {
+    let module =
+        format!("github.com/prometheus-operator/prometheus-operator@{PROMETHEUS_OPERATOR_VERSION}");
+    let out = Command::new("go")
+        .args(["mod", "download", "-json", &module])
+        .env("GOTOOLCHAIN", "local")
+        .env("GOFLAGS", "-mod=mod")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run `go mod download {module}` (is Go installed?): {e}")
+        });
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "`go mod download -json {module}` printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let dir = info["Dir"].as_str().unwrap_or_else(|| {
+        panic!(
+            "`go mod download {module}` failed: {}",
+            info["Error"].as_str().unwrap_or("no Dir in its output")
+        )
+    });
+    let crd = Path::new(dir)
+        .join("example/prometheus-operator-crd/monitoring.coreos.com_podmonitors.yaml");
+    assert!(crd.exists(), "{} is missing from {module}", crd.display());
+    crd
 }

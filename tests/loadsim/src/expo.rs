@@ -105,6 +105,25 @@ pub fn render(state: &SimState, namespace: &str) -> String {
     out
 }
 
+/// Renders one pod's own counters, as the pod itself would serve them on its `/metrics`:
+/// `http_requests_total` without labels (the scraper adds `namespace`, `service` and `pod`
+/// by relabeling, as docs/metrics.md says). None for an unknown pod.
+pub fn render_pod(state: &SimState, pod: &str) -> Option<String> {
+    let counters = state.pods.get(pod)?;
+    let requests = FloatCounter::default();
+    requests.inc_by(counters.requests);
+    let mut registry = Registry::default();
+    registry.register(
+        "http_requests",
+        "Requests served by the pod (simulated)",
+        requests,
+    );
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = encode(&mut out, &registry);
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,5 +209,16 @@ loadsim_serving_pods{namespace="ns1",service="web"} 0
         let text = render(&SimState::default(), "ns1");
         assert!(text.ends_with("# EOF\n"));
         assert!(!text.lines().any(|l| !l.starts_with('#')));
+    }
+
+    #[test]
+    fn one_pod_serves_its_own_counter_without_labels() {
+        let text = render_pod(&small_state(), "api-7d9-abcde").expect("known pod");
+        assert!(
+            text.lines().any(|l| l == "http_requests_total 125.5"),
+            "{text}"
+        );
+        assert!(!text.contains("namespace="), "{text}");
+        assert!(render_pod(&small_state(), "nope").is_none());
     }
 }

@@ -14,7 +14,7 @@ pub mod schedule;
 pub mod sim;
 
 pub use control::LoadControl;
-pub use expo::{CONTENT_TYPE, render};
+pub use expo::{CONTENT_TYPE, render, render_pod};
 pub use pods::{MANAGED_SELECTOR, SERVICE_LABEL, connect_addr, file_sd_json, pod_view};
 pub use schedule::{Schedule, Step, rate_at};
 pub use sim::{CostModel, PodCounters, PodView, ServiceStats, SimState, advance, apply_noise};

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
@@ -26,7 +26,7 @@ use serde_json::json;
 use shoal_loadsim::control::Source;
 use shoal_loadsim::{
     CONTENT_TYPE, CostModel, LoadControl, MANAGED_SELECTOR, Schedule, SimState, advance,
-    apply_noise, connect_addr, file_sd_json, pod_view, render,
+    apply_noise, connect_addr, file_sd_json, pod_view, render, render_pod,
 };
 use tracing::{info, warn};
 
@@ -306,9 +306,22 @@ fn shutdown_signal(
     })
 }
 
-async fn metrics(State(app): State<Arc<App>>) -> Response {
+/// `?pod=NAME`: only that pod's counters, unlabelled, as the pod itself would serve them
+/// (for a Prometheus that finds the pods through the apiserver and relabels).
+#[derive(Deserialize)]
+struct MetricsQuery {
+    pod: Option<String>,
+}
+
+async fn metrics(State(app): State<Arc<App>>, Query(query): Query<MetricsQuery>) -> Response {
     app.advance_to_now();
-    let text = render(&lock(&app.sim), &app.namespace);
+    let text = match &query.pod {
+        None => render(&lock(&app.sim), &app.namespace),
+        Some(pod) => match render_pod(&lock(&app.sim), pod) {
+            Some(text) => text,
+            None => return (StatusCode::NOT_FOUND, format!("no pod {pod}\n")).into_response(),
+        },
+    };
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response()
 }
 

@@ -121,12 +121,16 @@ pub(super) fn render_deployment_and_hash(ms: &ValidatedMicroservice) -> (Deploym
         image: Some(app.image.clone()),
         command: app.command.clone(),
         args: app.args.clone(),
-        ports: Some(vec![ContainerPort {
-            name: Some("http".to_string()),
-            container_port: ms.ports.container,
-            protocol: Some("TCP".to_string()),
-            ..ContainerPort::default()
-        }]),
+        ports: Some(
+            std::iter::once(ContainerPort {
+                name: Some("http".to_string()),
+                container_port: ms.ports.container,
+                protocol: Some("TCP".to_string()),
+                ..ContainerPort::default()
+            })
+            .chain(super::scrape::metrics_container_port(ms))
+            .collect(),
+        ),
         env: app.env.clone(),
         env_from: Some(env_from),
         resources: app.resources.clone(),
@@ -162,7 +166,9 @@ pub(super) fn render_deployment_and_hash(ms: &ValidatedMicroservice) -> (Deploym
     // Shoal's labels and annotations win over the user's of the same name.
     let mut labels = pod.labels.clone();
     labels.extend(common_labels(ms));
-    let mut annotations = pod.annotations.clone();
+    // The prometheus.io annotations first, so the user's pod annotations can override them.
+    let mut annotations = super::scrape::pod_annotations(ms);
+    annotations.extend(pod.annotations.clone());
     annotations.insert(CONFIG_HASH_ANNOTATION.to_string(), ms.config_hash.clone());
     let mut template = PodTemplateSpec {
         metadata: Some(ObjectMeta {

@@ -6,6 +6,7 @@ mod deployment;
 mod hpa;
 mod ingress;
 mod meta;
+mod scrape;
 mod service;
 
 pub use config_map::render_config_map;
@@ -16,6 +17,10 @@ pub use meta::{
     APPLIED_HASH_ANNOTATION, COMPONENT_LABEL, CONFIG_HASH_ANNOTATION, INSTANCE_LABEL,
     MANAGED_BY_LABEL, NAME_LABEL, REPLICAS_MANAGED_ANNOTATION, TEMPLATE_HASH_ANNOTATION,
     common_labels, selector_labels,
+};
+pub use scrape::{
+    METRICS_PORT_NAME, MONITORING_GROUP, PodMonitor, PodMonitorSpec, SCRAPE_ANNOTATION,
+    SCRAPE_PATH_ANNOTATION, SCRAPE_PORT_ANNOTATION, pod_annotations, render_pod_monitor,
 };
 pub use service::render_service;
 
@@ -40,6 +45,9 @@ pub struct Children {
     pub ingress: Option<Ingress>,
     /// The HPA, when the HPA engine scales this service.
     pub hpa: Option<HorizontalPodAutoscaler>,
+    /// The Prometheus Operator PodMonitor, unless `spec.metrics.enabled` is false. Applied
+    /// only where the PodMonitor CRD is installed.
+    pub pod_monitor: Option<PodMonitor>,
     /// Hash of the Deployment's pod template: the revision this generation asks for.
     pub template_hash: String,
 }
@@ -53,6 +61,7 @@ pub fn render(ms: &ValidatedMicroservice) -> Children {
         service: render_service(ms),
         ingress: render_ingress(ms),
         hpa: render_hpa(ms),
+        pod_monitor: render_pod_monitor(ms),
         template_hash,
     }
 }

@@ -407,3 +407,97 @@ fn terminating_pods_keep_serving_for_the_pre_stop_sleep() {
     assert!(container(&d).lifecycle.is_none());
     assert_eq!(pod_spec(&d).termination_grace_period_seconds, Some(10));
 }
+
+fn pod_annotations_of(d: &Deployment) -> std::collections::BTreeMap<String, String> {
+    d.spec
+        .as_ref()
+        .expect("spec")
+        .template
+        .metadata
+        .as_ref()
+        .expect("template metadata")
+        .annotations
+        .clone()
+        .unwrap_or_default()
+}
+
+#[test]
+fn metrics_are_scraped_on_the_container_port_by_default() {
+    let c = render(&valid("  image: app:1\n  port: 9000\n"));
+    let annotations = pod_annotations_of(&c.deployment);
+    assert_eq!(annotations[SCRAPE_ANNOTATION], "true");
+    assert_eq!(annotations[SCRAPE_PORT_ANNOTATION], "9000");
+    assert_eq!(annotations[SCRAPE_PATH_ANNOTATION], "/metrics");
+    // One port: the HTTP port also serves the metrics.
+    assert_eq!(
+        container(&c.deployment)
+            .ports
+            .as_ref()
+            .expect("ports")
+            .len(),
+        1
+    );
+    let pm = c.pod_monitor.expect("a PodMonitor by default");
+    assert_eq!(pm.metadata.name.as_deref(), Some("shop"));
+    assert_eq!(pm.metadata.namespace.as_deref(), Some("prod"));
+    let owner = &pm.metadata.owner_references.as_ref().expect("owner")[0];
+    assert_eq!((owner.uid.as_str(), owner.controller), ("u-1", Some(true)));
+    let json = serde_json::to_value(&pm).expect("json");
+    assert_eq!(json["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(json["kind"], "PodMonitor");
+    assert_eq!(
+        json["spec"]["selector"]["matchLabels"],
+        serde_json::json!({"app.kubernetes.io/name": "shop", "app.kubernetes.io/instance": "shop"})
+    );
+    assert_eq!(
+        json["spec"]["namespaceSelector"],
+        serde_json::json!({"matchNames": ["prod"]})
+    );
+    let endpoint = &json["spec"]["podMetricsEndpoints"][0];
+    assert_eq!(endpoint["port"], "http");
+    assert_eq!(endpoint["path"], "/metrics");
+    assert_eq!(
+        endpoint["relabelings"],
+        serde_json::json!([{
+            "sourceLabels": ["__meta_kubernetes_pod_label_app_kubernetes_io_instance"],
+            "targetLabel": "service",
+            "action": "replace"
+        }])
+    );
+}
+
+#[test]
+fn a_separate_metrics_port_is_named_and_scraped() {
+    let c = render(&valid(
+        "  image: app:1\n  metrics: {port: 9090, path: /internal/metrics}\n",
+    ));
+    let annotations = pod_annotations_of(&c.deployment);
+    assert_eq!(annotations[SCRAPE_PORT_ANNOTATION], "9090");
+    assert_eq!(annotations[SCRAPE_PATH_ANNOTATION], "/internal/metrics");
+    let ports = container(&c.deployment).ports.clone().expect("ports");
+    assert_eq!(ports.len(), 2);
+    assert_eq!(
+        (ports[1].name.as_deref(), ports[1].container_port),
+        (Some(METRICS_PORT_NAME), 9090)
+    );
+    let pm = c.pod_monitor.expect("pod monitor");
+    let endpoint = &pm.spec.pod_metrics_endpoints[0];
+    assert_eq!(endpoint.port.as_deref(), Some(METRICS_PORT_NAME));
+    assert_eq!(endpoint.path.as_deref(), Some("/internal/metrics"));
+}
+
+#[test]
+fn metrics_turned_off_render_neither_annotations_nor_pod_monitor() {
+    let on = render(&valid("  image: app:1\n"));
+    let off = render(&valid("  image: app:1\n  metrics: {enabled: false}\n"));
+    assert!(off.pod_monitor.is_none());
+    let annotations = pod_annotations_of(&off.deployment);
+    assert!(
+        !annotations.keys().any(|k| k.starts_with("prometheus.io/")),
+        "{annotations:?}"
+    );
+    assert_ne!(
+        on.template_hash, off.template_hash,
+        "turning metrics off changes the pod template"
+    );
+}
