@@ -527,6 +527,9 @@ pub fn http_request(addr: &str, method: &str, path: &str, body: &str) -> String 
 /// A Prometheus of the test's own (Debian's `prometheus`), for tests that stop it or count
 /// the queries it serves. Scrapes every file_sd target in `sd_dir` every 2 s.
 pub struct Prometheus {
+    /// The executable: Debian's `prometheus` from PATH, or `prometheus-k8s-sd` of the
+    /// cluster binaries (see [`Prometheus::start_with_kubernetes_sd`]).
+    binary: PathBuf,
     child: Option<Child>,
     paused: bool,
     args: Vec<String>,
@@ -564,7 +567,38 @@ impl Prometheus {
         Prometheus::start_with_config(bed, name, &[], &[], scrape_configs)
     }
 
+    /// Like [`Prometheus::start_with_scrape_configs`], with the Prometheus 3 of the cluster
+    /// binaries that has Kubernetes service discovery (`kubernetes_sd_configs`), which
+    /// Debian's package lacks. `tests/cluster/build.sh` builds it (`make cluster-bin`).
+    pub fn start_with_kubernetes_sd(bed: &TestBed, name: &str, scrape_configs: &str) -> Prometheus {
+        let binary = cluster_bin().join("prometheus-k8s-sd");
+        assert!(
+            binary.exists(),
+            "{} is missing: run `make cluster-bin` (tests/cluster/build.sh builds it)",
+            binary.display()
+        );
+        Prometheus::start_binary(binary, bed, name, &[], &[], scrape_configs)
+    }
+
     fn start_with_config(
+        bed: &TestBed,
+        name: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        scrape_configs: &str,
+    ) -> Prometheus {
+        Prometheus::start_binary(
+            PathBuf::from("prometheus"),
+            bed,
+            name,
+            args,
+            env,
+            scrape_configs,
+        )
+    }
+
+    fn start_binary(
+        binary: PathBuf,
         bed: &TestBed,
         name: &str,
         args: &[&str],
@@ -584,6 +618,7 @@ impl Prometheus {
         ) + scrape_configs;
         std::fs::write(dir.join("prometheus.yml"), config).expect("prometheus config");
         let mut p = Prometheus {
+            binary,
             child: None,
             paused: false,
             args: args.iter().map(|a| a.to_string()).collect(),
@@ -640,7 +675,7 @@ impl Prometheus {
     pub fn resume(&mut self) {
         assert!(self.child.is_none(), "already running");
         let log = std::fs::File::create(self.dir.join("prometheus.log")).expect("log");
-        let child = Command::new("prometheus")
+        let child = Command::new(&self.binary)
             .arg(format!(
                 "--config.file={}",
                 self.dir.join("prometheus.yml").display()
@@ -656,7 +691,12 @@ impl Prometheus {
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
-            .expect("prometheus is installed (make deps)");
+            .unwrap_or_else(|e| {
+                panic!(
+                    "starting {} ({e}): make deps installs prometheus, make cluster-bin prometheus-k8s-sd",
+                    self.binary.display()
+                )
+            });
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         while !std::net::TcpStream::connect(("127.0.0.1", self.port))
