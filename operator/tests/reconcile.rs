@@ -279,20 +279,20 @@ async fn a_new_microservice_is_applied_then_converges_to_no_request_at_all() {
         ]
     );
     let notes = events(&calls);
-    let created: Vec<&str> = notes.iter().map(|(_, n)| n.as_str()).collect();
-    assert_eq!(created.len(), 5, "{notes:#?}");
-    assert!(created[0].starts_with("Created ConfigMap shop-config-"));
-    assert_eq!(
-        created[1..4],
-        [
-            "Created Deployment shop",
-            "Created Service shop",
-            "Created Ingress shop"
-        ]
+    // One Event for the four children (not one each), then the rollout starting.
+    assert_eq!(notes.len(), 2, "{notes:#?}");
+    let (created, rest) = notes[0]
+        .1
+        .split_once(", ")
+        .expect("several children in one note");
+    assert!(
+        created.starts_with("Created ConfigMap shop-config-"),
+        "{notes:#?}"
     );
+    assert_eq!(rest, "Deployment shop, Service shop, Ingress shop");
     // The rollout starting is news (before the status write that records it).
-    assert_eq!(notes[4].0, "Normal");
-    assert_eq!(notes[4].1, "creating the Deployment");
+    assert_eq!(notes[1].0, "Normal");
+    assert_eq!(notes[1].1, "creating the Deployment");
     let status = calls.last().expect("status write").body["status"].clone();
     assert_eq!(status["scalingEngine"], "None");
     assert_eq!(status["observedGeneration"], 1);
@@ -374,12 +374,24 @@ async fn a_refused_child_fails_the_apply_stage_and_says_why_in_status_and_an_eve
         err.to_string().starts_with("applying Deployment shop: "),
         "{err}"
     );
-    // The ConfigMap (and its Event), the refused Deployment, then the status and a Warning.
+    // The ConfigMap, the refused Deployment, the Event of what was created all the same
+    // (the ConfigMap), then the status and a Warning.
     let lines = server.lines();
     assert_eq!(lines.len(), 5, "{lines:#?}");
     assert!(
-        lines[2].ends_with(&format!("/deployments/{NAME}")),
+        lines[1].ends_with(&format!("/deployments/{NAME}")),
         "{lines:#?}"
+    );
+    assert_eq!(
+        lines[2],
+        format!("POST /apis/events.k8s.io/v1{}", path("events"))
+    );
+    assert!(
+        server.calls()[2].body["note"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("Created ConfigMap shop-config-") && !n.contains(',')),
+        "{:#?}",
+        server.calls()[2].body
     );
     assert_eq!(
         lines[3..],

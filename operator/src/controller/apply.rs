@@ -121,16 +121,6 @@ pub async fn apply(
     live: &Live,
     transition: &rollout::Transition,
 ) -> Result<Applied> {
-    // Destructured without `..`: a new child that nobody applies fails to compile.
-    let Children {
-        config_map,
-        deployment,
-        service,
-        ingress,
-        hpa,
-        pod_monitor,
-        template_hash: _,
-    } = children;
     let mut step = Step {
         ctx,
         ms,
@@ -139,49 +129,78 @@ pub async fn apply(
             deployment: live.deployment.clone(),
             writes: Vec::new(),
         },
+        applies: Vec::new(),
     };
-    // Immutable and content-addressed: it exists with the right content, or not at all.
-    // It is applied when missing, and when not owned by this Microservice (left behind by
-    // `kubectl delete --cascade=orphan` of an earlier one of the same name): applying it
-    // adopts it, as applying the other children does.
-    match &live.config_map {
-        None => {
-            step.apply(&config_map, false).await?;
+    let result = step.children(children, live, transition).await;
+    // One Event for what was created and one for what was updated, however many children
+    // (a new Microservice: one Event, not one per child), also when a later child failed.
+    step.publish_applies().await;
+    result.map(|()| step.applied)
+}
+
+impl Step<'_> {
+    /// Applies the children in order (the ConfigMap before the Deployment that uses it).
+    async fn children(
+        &mut self,
+        children: Children,
+        live: &Live,
+        transition: &rollout::Transition,
+    ) -> Result<()> {
+        let step = self;
+        let (ctx, valid) = (step.ctx, step.valid);
+        // Destructured without `..`: a new child that nobody applies fails to compile.
+        let Children {
+            config_map,
+            deployment,
+            service,
+            ingress,
+            hpa,
+            pod_monitor,
+            template_hash: _,
+        } = children;
+        // Immutable and content-addressed: it exists with the right content, or not at all.
+        // It is applied when missing, and when not owned by this Microservice (left behind by
+        // `kubectl delete --cascade=orphan` of an earlier one of the same name): applying it
+        // adopts it, as applying the other children does.
+        match &live.config_map {
+            None => {
+                step.apply(&config_map, false).await?;
+            }
+            Some(live) if !owned_by(&**live, valid) => {
+                step.apply(&config_map, true).await?;
+            }
+            Some(_) => {}
         }
-        Some(live) if !owned_by(&**live, valid) => {
-            step.apply(&config_map, true).await?;
+        step.deployment(&deployment, live, &transition.template)
+            .await?;
+        let live_service = step.reclaim_ports(&service, live.service.clone()).await?;
+        if needs_apply(&service, live_service.as_deref()) {
+            step.apply(&service, live_service.is_some()).await?;
         }
-        Some(_) => {}
-    }
-    step.deployment(&deployment, live, &transition.template)
-        .await?;
-    let live_service = step.reclaim_ports(&service, live.service.clone()).await?;
-    if needs_apply(&service, live_service.as_deref()) {
-        step.apply(&service, live_service.is_some()).await?;
-    }
-    step.optional(ingress.as_ref(), live.ingress.as_deref())
-        .await?;
-    step.optional(hpa.as_ref(), live.hpa.as_deref()).await?;
-    // Only where the Prometheus Operator's CRD is installed (and its cache filled).
-    if let Some(pod_monitors) = ctx.pod_monitors.store() {
-        let live = lookup(&pod_monitors, valid, &valid.name);
-        match step.optional(pod_monitor.as_ref(), live.as_deref()).await {
-            // The CRD is going or gone since the last discovery check, which will notice:
-            // an apply creates, so a 404 means the kind itself is gone, and while the CRD
-            // is being deleted the apiserver refuses creates with this 403.
-            Err(Error::Apply {
-                source: kube::Error::Api(status),
-                ..
-            }) if status.code == 404
-                || (status.code == 403
-                    && status
-                        .message
-                        .contains("custom resource definition is terminating")) => {}
-            result => result?,
+        step.optional(ingress.as_ref(), live.ingress.as_deref())
+            .await?;
+        step.optional(hpa.as_ref(), live.hpa.as_deref()).await?;
+        // Only where the Prometheus Operator's CRD is installed (and its cache filled).
+        if let Some(pod_monitors) = ctx.pod_monitors.store() {
+            let live = lookup(&pod_monitors, valid, &valid.name);
+            match step.optional(pod_monitor.as_ref(), live.as_deref()).await {
+                // The CRD is going or gone since the last discovery check, which will notice:
+                // an apply creates, so a 404 means the kind itself is gone, and while the CRD
+                // is being deleted the apiserver refuses creates with this 403.
+                Err(Error::Apply {
+                    source: kube::Error::Api(status),
+                    ..
+                }) if status.code == 404
+                    || (status.code == 403
+                        && status
+                            .message
+                            .contains("custom resource definition is terminating")) => {}
+                result => result?,
+            }
         }
+        prune_config_maps(ctx, valid).await?;
+        Ok(())
     }
-    prune_config_maps(ctx, valid).await?;
-    Ok(step.applied)
 }
 
 /// A namespaced child kind Shoal applies.
@@ -208,6 +227,9 @@ struct Step<'a> {
     ms: &'a Microservice,
     valid: &'a ValidatedMicroservice,
     applied: Applied,
+    /// The children applied so far, for [`Step::publish_applies`]: `Created` or
+    /// `Updated`, and `<Kind> <name>`.
+    applies: Vec<(EventReason, String)>,
 }
 
 impl Step<'_> {
@@ -239,7 +261,7 @@ impl Step<'_> {
             .await;
     }
 
-    /// Applies `object`, then publishes "Created/Updated <Kind> <name>".
+    /// Applies `object` and notes it for the pass's Event ("Created <Kind> <name>").
     async fn apply<K: Child>(&mut self, object: &K, exists: bool) -> Result<K> {
         let applied = kube_ext::apply(&self.api::<K>(), object, FIELD_MANAGER).await?;
         let verb = if exists {
@@ -247,10 +269,38 @@ impl Step<'_> {
         } else {
             EventReason::Created
         };
-        let note = format!("{verb} {} {}", K::kind(&()), object.name_any());
-        self.publish(EventType::Normal, verb, EventAction::Apply, note)
-            .await;
+        let child = format!("{} {}", K::kind(&()), object.name_any());
+        self.applied.writes.push(format!("{verb} {child}"));
+        self.applies.push((verb, child));
         Ok(applied)
+    }
+
+    /// Publishes the children applied in this pass: one Event per verb, "Created ConfigMap
+    /// shop-config-1a2b3c4d, Deployment shop, Service shop".
+    async fn publish_applies(&mut self) {
+        for verb in [EventReason::Created, EventReason::Updated] {
+            let children: Vec<String> = self
+                .applies
+                .iter()
+                .filter(|(v, _)| *v == verb)
+                .map(|(_, child)| child.clone())
+                .collect();
+            if children.is_empty() {
+                continue;
+            }
+            let note = format!("{verb} {}", children.join(", "));
+            self.ctx
+                .events
+                .publish(
+                    &self.ms.object_ref(&()),
+                    EventType::Normal,
+                    verb.as_str(),
+                    EventAction::Apply.as_str(),
+                    note,
+                )
+                .await;
+        }
+        self.applies.clear();
     }
 
     async fn deployment(

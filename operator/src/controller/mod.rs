@@ -17,7 +17,7 @@ pub mod status;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use futures::future::{BoxFuture, FutureExt, Shared};
@@ -121,7 +121,14 @@ pub struct Context {
     metrics: Arc<Metrics>,
     /// The PodMonitor watch cache, while the Prometheus Operator's CRD is installed.
     pod_monitors: Arc<pod_monitors::PodMonitors>,
+    /// When this process last wrote each Microservice's status (for
+    /// [`Context::progress_write_delay`]).
+    status_written: Mutex<HashMap<ObjectRef<Microservice>, Instant>>,
 }
+
+/// How long a status write that only reports a rollout's progress may wait after the
+/// previous write ([`status::only_progress`]).
+pub const PROGRESS_WRITE_INTERVAL: Duration = Duration::from_secs(5);
 
 impl Context {
     /// A context on `client` reading the children from `stores` (filled by [`run`]'s
@@ -137,6 +144,7 @@ impl Context {
             latest: Mutex::new(HashMap::new()),
             metrics,
             pod_monitors: Arc::default(),
+            status_written: Mutex::new(HashMap::new()),
         }
     }
 
@@ -154,8 +162,33 @@ impl Context {
             .remove(&ObjectRef::from_obj(ms));
     }
 
+    /// How long to hold back a status write that only reports progress: the rest of
+    /// [`PROGRESS_WRITE_INTERVAL`] since this process last wrote the status, if any.
+    fn progress_write_delay(&self, ms: &Microservice) -> Option<Duration> {
+        let written = self
+            .status_written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let last = written.get(&ObjectRef::from_obj(ms))?;
+        PROGRESS_WRITE_INTERVAL
+            .checked_sub(last.elapsed())
+            .filter(|d| !d.is_zero())
+    }
+
+    /// Forgets a deleted Microservice's last status write.
+    fn forget_status_write(&self, ms: &Microservice) {
+        self.status_written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&ObjectRef::from_obj(ms));
+    }
+
     /// Remembers the Microservice our status write returned, for [`freshest`].
     fn remember_written(&self, written: Microservice) {
+        self.status_written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(ObjectRef::from_obj(&written), Instant::now());
         self.latest
             .lock()
             .unwrap_or_else(|e| e.into_inner())

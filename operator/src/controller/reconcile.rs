@@ -22,6 +22,7 @@ use crate::validate::{self, InvalidSpec, ValidatedMicroservice};
 pub async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Action> {
     if ms.metadata.deletion_timestamp.is_some() {
         // The garbage collector removes the children through their owner references.
+        ctx.forget_status_write(&ms);
         return Ok(Action::await_change());
     }
     ctx.ready.clone().await; // no client (the caches' first lists)
@@ -46,9 +47,17 @@ pub async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Actio
         &transition,
         &now(),
     ); // no client
-    write_status(&ctx, &ms, &new).await?; // client
+    // A write that only reports progress may wait (then come back when it may be made).
+    let held = status::only_progress(ms.status.as_ref(), &new)
+        .then(|| ctx.progress_write_delay(&ms))
+        .flatten();
+    if held.is_none() {
+        write_status(&ctx, &ms, &new).await?; // client
+    }
     ctx.forget_failures(&ms);
-    Ok(Action::requeue(ctx.resync))
+    Ok(Action::requeue(
+        held.map_or(ctx.resync, |d| d.min(ctx.resync)),
+    ))
 }
 
 /// An invalid spec: Ready=False and a Warning Event, then nothing until the spec changes.

@@ -262,6 +262,41 @@ pub fn needs_write(old: Option<&MicroserviceStatus>, new: &MicroserviceStatus) -
     old.map(controller_view) != Some(controller_view(new))
 }
 
+/// True when `old` and `new` both describe the same rollout still in progress, and differ
+/// only in how far it got (replica counts, the revision's number, messages): a write that
+/// may wait a few seconds, so that a rollout that completes at once costs one status write
+/// when it starts and one when it is done, not one per step of the Deployment controller.
+/// Anything else (a condition's status or reason, the generation, a failure) is news.
+pub fn only_progress(old: Option<&MicroserviceStatus>, new: &MicroserviceStatus) -> bool {
+    let Some(old) = old else {
+        return false;
+    };
+    let in_progress = |s: &MicroserviceStatus| {
+        let ready = conditions::find(&s.conditions, ConditionType::Ready.as_str());
+        let progressing = conditions::find(&s.conditions, ConditionType::Progressing.as_str());
+        ready.is_some_and(|c| {
+            c.status == "False"
+                && (c.reason == Reason::RolloutInProgress.as_str()
+                    || c.reason == Reason::ReplicasUnavailable.as_str())
+        }) && progressing
+            .is_some_and(|c| c.status == "True" && c.reason == Reason::RolloutInProgress.as_str())
+    };
+    let others_unchanged = || {
+        let types = |s: &MicroserviceStatus| {
+            s.conditions
+                .iter()
+                .filter(|c| c.type_ != ConditionType::Ready.as_str())
+                .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
+                .collect::<Vec<_>>()
+        };
+        types(old) == types(new)
+    };
+    old.observed_generation == new.observed_generation
+        && in_progress(old)
+        && in_progress(new)
+        && others_unchanged()
+}
+
 /// An Event to publish about the Microservice.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EventSpec {

@@ -5,6 +5,7 @@ use super::*;
 use crate::controller::rollout;
 use crate::test_support::{DeploymentAt, deployment, microservice_at};
 use crate::vocabulary::Reason;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 fn at(generation: i64, observed: i64, replicas: i32, updated: i32, available: i32) -> Deployment {
     deployment(DeploymentAt {
@@ -297,4 +298,56 @@ fn status_says_where_the_service_answers_and_how_to_select_its_pods() {
     assert_eq!(s.url.as_deref(), Some("http://shop.prod.svc.cluster.local"));
     assert_eq!(s.ingress_url, None);
     assert!(s.selector.is_some());
+}
+
+fn rollout_status(
+    ready: (&str, Reason),
+    progressing: (&str, Reason),
+    ready_replicas: i32,
+) -> MicroserviceStatus {
+    let condition = |type_: ConditionType, (status, reason): (&str, Reason)| Condition {
+        type_: type_.as_str().to_string(),
+        status: status.to_string(),
+        reason: reason.as_str().to_string(),
+        message: format!("{ready_replicas} ready"),
+        observed_generation: Some(1),
+        last_transition_time: time("2026-01-01T00:00:00Z"),
+    };
+    MicroserviceStatus {
+        observed_generation: Some(1),
+        ready_replicas: Some(ready_replicas),
+        conditions: vec![
+            condition(ConditionType::Ready, ready),
+            condition(ConditionType::Progressing, progressing),
+        ],
+        ..MicroserviceStatus::default()
+    }
+}
+
+#[test]
+fn only_the_progress_of_a_rollout_in_progress_may_wait() {
+    use Reason::{Available, NewRevisionAvailable, ReplicasUnavailable, RolloutInProgress};
+    let starting = rollout_status(("False", RolloutInProgress), ("True", RolloutInProgress), 0);
+    let halfway = rollout_status(
+        ("False", ReplicasUnavailable),
+        ("True", RolloutInProgress),
+        1,
+    );
+    let done = rollout_status(("True", Available), ("True", NewRevisionAvailable), 2);
+    assert!(only_progress(Some(&starting), &halfway));
+    assert!(only_progress(Some(&halfway), &halfway.clone()));
+    // The rollout starting, ending, or a new generation is news.
+    assert!(!only_progress(None, &starting));
+    assert!(!only_progress(Some(&done), &starting));
+    assert!(!only_progress(Some(&halfway), &done));
+    let mut next_generation = halfway.clone();
+    next_generation.observed_generation = Some(2);
+    assert!(!only_progress(Some(&halfway), &next_generation));
+    // So is any other condition changing on the way.
+    let mut degraded = halfway.clone();
+    degraded.conditions.push(Condition {
+        type_: ConditionType::Degraded.as_str().to_string(),
+        ..halfway.conditions[0].clone()
+    });
+    assert!(!only_progress(Some(&halfway), &degraded));
 }

@@ -489,6 +489,41 @@ async fn converged_microservices_cause_zero_writes_after_resync_and_restart() {
     // Creation cost: at most one write per child, one scale, one status write per pass
     // that saw a change, and events.
     eprintln!("writes to converge 4 Microservices: {}", converged.len());
+    // The budget of a new Microservice (issue 14): each child written once (and the
+    // scale of an autoscaled one), two status writes from the controller (when the
+    // children exist, when Ready; the metrics loop adds its own for `api`), and three
+    // Events: one for the children, the rollout starting and ending.
+    let mut by_kind = std::collections::BTreeMap::<(String, String), usize>::new();
+    for w in &converged {
+        let o = w.object_ref.as_ref().expect("object");
+        // Events are `<name>.<id>`, ConfigMaps `<name>-config-<hash>`.
+        let owner = o.name.split('.').next().unwrap_or_default();
+        let owner = owner.split("-config-").next().unwrap_or(owner).to_string();
+        let kind = format!(
+            "{} {}{}",
+            w.verb,
+            o.resource,
+            if o.subresource.is_empty() {
+                String::new()
+            } else {
+                format!("/{}", o.subresource)
+            }
+        );
+        *by_kind.entry((owner, kind)).or_default() += 1;
+    }
+    eprintln!("writes by Microservice, verb and resource: {by_kind:#?}");
+    for ((owner, kind), count) in &by_kind {
+        let budget = match kind.as_str() {
+            "create events" => 3,
+            "patch microservices/status" if owner == "api" => 3,
+            "patch microservices/status" => 2,
+            _ => 1,
+        };
+        assert!(
+            *count <= budget,
+            "{owner}: {count} × {kind}, budget {budget}: {by_kind:#?}"
+        );
+    }
 
     // Forced resync: touch every Microservice (metadata only) and let several periodic
     // resyncs (3 s) pass.
