@@ -19,6 +19,7 @@ pub mod error;
 pub mod kube_ext;
 pub mod leader;
 pub mod metrics;
+pub mod process_metrics;
 pub mod progress;
 pub mod server;
 pub mod telemetry;

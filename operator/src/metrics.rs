@@ -81,7 +81,10 @@ impl Default for Metrics {
 impl Metrics {
     /// Registers every metric.
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix(PREFIX);
+        // The process's own metrics keep their conventional names; Shoal's are prefixed.
+        let mut root = Registry::default();
+        root.register_collector(Box::new(crate::process_metrics::ProcessCollector));
+        let registry = root.sub_registry_with_prefix(PREFIX);
         let reconciles = Counter::default();
         registry.register(
             "reconciles",
@@ -175,7 +178,7 @@ impl Metrics {
             queries,
             query_errors,
             scale_writes,
-            registry,
+            registry: root,
             reconciles,
             reconcile_errors,
             reconcile_duration,
@@ -332,6 +335,16 @@ mod tests {
             Some(0.25)
         );
         assert_eq!(sample(&text, "shoal_leader"), Some(1.0));
+        // The process's own, unprefixed.
+        assert!(
+            sample(&text, "process_resident_memory_bytes").is_some_and(|v| v > 0.0),
+            "{text}"
+        );
+        assert!(
+            sample(&text, "process_cpu_seconds_total").is_some(),
+            "{text}"
+        );
+        assert!(!text.contains("shoal_process_"), "{text}");
         assert_eq!(sample(&text, "shoal_autoscaler_ticks_total"), Some(3.0));
         assert_eq!(sample(&text, "shoal_metric_queries_total"), Some(2.0));
         assert_eq!(
