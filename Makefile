@@ -8,7 +8,7 @@ VERSION ?= $(shell sed -n 's/^appVersion: *"\(.*\)"/\1/p' charts/shoal/Chart.yam
 # Where cargo puts its output (the binaries are run from there, not through `cargo run`).
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: demo bench test unit e2e deps cluster-bin generate fmt lint chart-lint image docker-image tools
+.PHONY: demo bench bench-scale test unit e2e deps cluster-bin generate fmt lint chart-lint image docker-image tools
 
 ## demo: build what is missing, start the local control plane and show Shoal at work (DEMO_ARGS: --exit, --fast, --out PATH).
 # One `cargo build` of the whole workspace, then the built binary: `cargo run -p shoal-e2e`
@@ -21,6 +21,12 @@ demo: deps cluster-bin
 bench: deps cluster-bin
 	cargo build --workspace --bins
 	$(TARGET_DIR)/debug/bench-reaction $(BENCH_ARGS)
+
+## bench-scale: N Microservices (default 1000) against a bare client writing the same children: time, writes per Microservice, memory (release build; BENCH_ARGS: --rounds R --concurrency C --replicas K).
+N ?= 1000
+bench-scale: deps cluster-bin
+	cargo build --release --workspace --bins
+	$(TARGET_DIR)/release/bench-scale --count $(N) $(BENCH_ARGS)
 
 ## test: unit tests, golden and drift tests, then the end-to-end suite on the local control plane.
 test: deps cluster-bin image
