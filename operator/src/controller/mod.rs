@@ -9,6 +9,7 @@
 
 pub mod apply;
 pub mod diff;
+pub mod reclaim;
 pub mod reconcile;
 pub mod render;
 pub mod rollout;

@@ -4,6 +4,7 @@
 mod autoscaler;
 mod chart;
 mod controller;
+mod foreign;
 mod helpers;
 mod observability;
 mod refusals;
