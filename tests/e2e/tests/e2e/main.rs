@@ -6,6 +6,7 @@ mod chaos;
 mod chart;
 mod controller;
 mod foreign;
+mod fuzz;
 mod helpers;
 mod observability;
 mod refusals;
