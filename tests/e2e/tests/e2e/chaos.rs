@@ -298,6 +298,12 @@ async fn two_leader_elected_operators_survive_a_sigkill_every_30s() {
 
     // What the audit log says.
     let (leases, others) = operator_writes(bed, &ns);
+    eprintln!(
+        "chaos: {} lease writes and {} other writes of {} processes checked",
+        leases.len(),
+        others.len(),
+        fleet.started
+    );
     let violations = fencing_violations(&leases, &others);
     assert!(
         violations.is_empty(),
