@@ -8,7 +8,7 @@ VERSION ?= $(shell sed -n 's/^appVersion: *"\(.*\)"/\1/p' charts/shoal/Chart.yam
 # Where cargo puts its output (the binaries are run from there, not through `cargo run`).
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: demo bench bench-scale test unit e2e deps cluster-bin generate fmt lint chart-lint image docker-image tools
+.PHONY: demo bench bench-scale test chaos unit e2e deps cluster-bin generate fmt lint chart-lint image docker-image tools
 
 ## demo: build what is missing, start the local control plane and show Shoal at work (DEMO_ARGS: --exit, --fast, --out PATH).
 # One `cargo build` of the whole workspace, then the built binary: `cargo run -p shoal-e2e`
@@ -32,6 +32,12 @@ bench-scale: deps cluster-bin
 test: deps cluster-bin image
 	cargo build --workspace --bins
 	cargo test --workspace --no-fail-fast -- --test-threads=4
+
+## chaos: the chaos scenario at full length: two leader-elected operators over 30 Microservices, the lease holder SIGKILLed every 30 s (SHOAL_CHAOS_SECONDS, default 300; make test runs it for 75 s).
+SHOAL_CHAOS_SECONDS ?= 300
+chaos: deps cluster-bin
+	cargo build --workspace --bins
+	SHOAL_CHAOS_SECONDS=$(SHOAL_CHAOS_SECONDS) cargo test -p shoal-e2e --test e2e -- chaos:: --test-threads=1 --nocapture
 
 # The operator's integration tests except chart.rs, which runs the real helm (make test runs it).
 UNIT_TESTS := $(foreach t,$(filter-out chart,$(basename $(notdir $(wildcard operator/tests/*.rs)))),--test $(t))

@@ -9,6 +9,8 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+#[cfg(feature = "test-support")]
+pub mod arbitrary;
 pub mod autoscaler;
 pub mod cli;
 pub mod condition_metrics;

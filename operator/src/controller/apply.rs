@@ -22,7 +22,7 @@ use tracing::info;
 
 use super::render::{self, Children, INSTANCE_LABEL, MANAGED_BY_LABEL};
 use super::rollout::{self, Template};
-use super::{Context, Stores, diff};
+use super::{Context, Stores, diff, reclaim};
 use crate::crd::Microservice;
 use crate::error::{Error, Result};
 use crate::kube_ext;
@@ -161,19 +161,20 @@ impl Step<'_> {
         // Immutable and content-addressed: it exists with the right content, or not at all.
         // It is applied when missing, and when not owned by this Microservice (left behind by
         // `kubectl delete --cascade=orphan` of an earlier one of the same name): applying it
-        // adopts it, as applying the other children does.
+        // adopts it, as applying the other children does; and when another writer changed a
+        // label or an annotation Shoal sets (its data cannot change).
         match &live.config_map {
             None => {
                 step.apply(&config_map, false).await?;
             }
-            Some(live) if !owned_by(&**live, valid) => {
+            Some(live) if !owned_by(&**live, valid) || metadata_drift(&config_map, live) => {
                 step.apply(&config_map, true).await?;
             }
             Some(_) => {}
         }
         step.deployment(&deployment, live, &transition.template)
             .await?;
-        let live_service = step.reclaim_ports(&service, live.service.clone()).await?;
+        let live_service = step.reclaim(&service, live.service.clone()).await?;
         if needs_apply(&service, live_service.as_deref()) {
             step.apply(&service, live_service.is_some()).await?;
         }
@@ -332,7 +333,7 @@ impl Step<'_> {
             return Ok(());
         };
         let restoring = matches!(template, Template::Restore(_));
-        let live_deployment = self.reclaim_ports(&wanted, live.deployment.clone()).await?;
+        let live_deployment = self.reclaim(&wanted, live.deployment.clone()).await?;
         if live_deployment.as_ref().map(Arc::as_ptr) != live.deployment.as_ref().map(Arc::as_ptr) {
             self.applied.deployment = live_deployment.clone();
         }
@@ -351,18 +352,11 @@ impl Step<'_> {
         Ok(())
     }
 
-    /// Takes back the ports of `live` (a Service's, or a Deployment's containers') that
-    /// another field manager re-keyed; returns the child as it is now.
-    ///
-    /// Server-side apply merges port lists by key (`port`/`containerPort` and `protocol`),
-    /// so when someone changes the number of a port Shoal sets (`kubectl patch` 80 -> 81),
-    /// applying Shoal's port adds it beside the foreign one, and the apiserver refuses the
-    /// two entries of the same name (422 `Duplicate value`): apply alone can never heal
-    /// it. One JSON patch puts Shoal's entry back in place of the foreign one (guarded by
-    /// `test` operations, so it fails rather than overwrite a newer change); entries of
-    /// other names are left alone. Lists keyed by name (containers, env, volumes) and
-    /// atomic lists (Ingress rules and paths) do not have this trap: apply takes them back.
-    async fn reclaim_ports<K: Child>(
+    /// Takes back the list entries of `live` (Service ports; a Deployment's volumes and
+    /// its containers' ports, env and mounts) that another field manager changed in a way
+    /// server-side apply cannot heal (see [`reclaim`]): one JSON patch; returns the child
+    /// as it is now.
+    async fn reclaim<K: Child>(
         &mut self,
         desired: &K,
         live: Option<Arc<K>>,
@@ -370,7 +364,7 @@ impl Step<'_> {
         let Some(current) = live else {
             return Ok(None);
         };
-        let ops = reclaim_ops(
+        let ops = reclaim::ops(
             &serde_json::to_value(&*current).unwrap_or_default(),
             &serde_json::to_value(desired).unwrap_or_default(),
         );
@@ -397,7 +391,7 @@ impl Step<'_> {
                 source,
             })?;
         let note = format!(
-            "Updated {} {name}: took back a port another field manager changed",
+            "Updated {} {name}: took back what another field manager changed",
             K::kind(&())
         );
         self.publish(
@@ -458,76 +452,10 @@ fn owned_by<K: Resource>(object: &K, ms: &ValidatedMicroservice) -> bool {
         .any(|o| o.uid == ms.uid && o.controller == Some(true))
 }
 
-/// Where Shoal sets port lists, and the fields that key their entries for server-side
-/// apply: a Service's ports, and each container's ports.
-fn port_lists(object: &Value) -> Vec<(String, &Vec<Value>, &'static [&'static str])> {
-    let mut lists = Vec::new();
-    if let Some(ports) = object.pointer("/spec/ports").and_then(Value::as_array) {
-        lists.push(("/spec/ports".to_string(), ports, &["port", "protocol"][..]));
-    }
-    let containers = object
-        .pointer("/spec/template/spec/containers")
-        .and_then(Value::as_array);
-    for (i, container) in containers.into_iter().flatten().enumerate() {
-        if let Some(ports) = container.get("ports").and_then(Value::as_array) {
-            let path = format!("/spec/template/spec/containers/{i}/ports");
-            lists.push((path, ports, &["containerPort", "protocol"][..]));
-        }
-    }
-    lists
-}
-
-/// JSON patch operations that replace each entry of a port list of `live` that has the
-/// name of a `desired` entry but another key (see [`Step::reclaim_ports`]) by the desired
-/// entry; empty when there is none. Containers are matched by name.
-pub fn reclaim_ops(live: &Value, desired: &Value) -> Vec<Value> {
-    let desired_lists = port_lists(desired);
-    let container_name = |object: &Value, path: &str| -> Option<Value> {
-        let container = path.strip_suffix("/ports")?;
-        object.pointer(container)?.get("name").cloned()
-    };
-    let mut ops = Vec::new();
-    for (path, ports, key) in port_lists(live) {
-        // The same list in `desired`: same path for a Service, same container name otherwise.
-        let wanted = desired_lists.iter().find(|(p, _, _)| {
-            if path == "/spec/ports" {
-                *p == path
-            } else {
-                p.as_str() != "/spec/ports"
-                    && container_name(desired, p).is_some()
-                    && container_name(desired, p) == container_name(live, &path)
-            }
-        });
-        let Some((_, wanted, _)) = wanted else {
-            continue;
-        };
-        for (i, entry) in ports.iter().enumerate() {
-            let Some(name) = entry.get("name").filter(|n| n.is_string()) else {
-                continue;
-            };
-            let Some(mine) = wanted.iter().find(|w| w.get("name") == Some(name)) else {
-                continue;
-            };
-            // Protocol defaults to TCP.
-            let key_of = |v: &Value, field: &str| match (field, v.get(field)) {
-                ("protocol", None) => Value::String("TCP".into()),
-                (_, value) => value.cloned().unwrap_or(Value::Null),
-            };
-            if key.iter().all(|k| key_of(entry, k) == key_of(mine, k)) {
-                continue;
-            }
-            ops.push(serde_json::json!({"op": "test", "path": format!("{path}/{i}/name"), "value": name}));
-            for k in key {
-                if let Some(value) = entry.get(*k) {
-                    ops.push(serde_json::json!({"op": "test", "path": format!("{path}/{i}/{k}"), "value": value}));
-                }
-            }
-            ops.push(
-                serde_json::json!({"op": "replace", "path": format!("{path}/{i}"), "value": mine}),
-            );
-        }
-    }
-    ops
+/// True when a label or an annotation Shoal sets on `desired` differs on `live`.
+fn metadata_drift<K: Resource>(desired: &K, live: &PartialObjectMeta<ConfigMap>) -> bool {
+    let pick = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| serde_json::json!({"labels": meta.labels, "annotations": meta.annotations});
+    !diff::contains(&pick(&live.metadata), &pick(desired.meta()))
 }
 
 fn needs_apply<K: Serialize>(desired: &K, live: Option<&K>) -> bool {

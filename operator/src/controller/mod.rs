@@ -10,6 +10,7 @@
 pub mod apply;
 pub mod diff;
 pub mod pod_monitors;
+pub mod reclaim;
 pub mod reconcile;
 pub mod render;
 pub mod rollout;

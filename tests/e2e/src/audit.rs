@@ -16,6 +16,9 @@ pub struct AuditEvent {
     /// The client's User-Agent.
     #[serde(default)]
     pub user_agent: String,
+    /// Who sent it, as authenticated.
+    #[serde(default)]
+    pub user: User,
     /// Audit stage; each request is counted at ResponseComplete.
     pub stage: String,
     /// The object acted on.
@@ -33,6 +36,14 @@ pub struct AuditEvent {
     /// The answer's status (its `code` is the HTTP status).
     #[serde(default)]
     pub response_status: Option<ResponseStatus>,
+}
+
+/// The authenticated user of a request.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct User {
+    /// User name (`system:serviceaccount:<namespace>:<name>` for a ServiceAccount).
+    #[serde(default)]
+    pub username: String,
 }
 
 /// What an audited request touched.
@@ -85,7 +96,8 @@ impl AuditEvent {
     }
 }
 
-fn completed(path: &Path) -> Vec<AuditEvent> {
+/// Every completed request in the audit log.
+pub fn completed(path: &Path) -> Vec<AuditEvent> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     text.lines()
         .filter_map(|line| serde_json::from_str::<AuditEvent>(line).ok())

@@ -12,10 +12,17 @@ use std::time::{Duration, Instant};
 
 pub mod admission;
 pub mod audit;
+mod loadsim;
 pub mod openmetrics;
+mod operator;
+mod prometheus;
 pub mod recorder;
 pub mod signalbench;
 pub mod slowproxy;
+
+pub use loadsim::LoadSim;
+pub use operator::Operator;
+pub use prometheus::{Prometheus, prometheus_value};
 
 /// The running test bed.
 pub struct TestBed {
@@ -292,6 +299,28 @@ impl TestBed {
         Operator { child, log }
     }
 
+    /// Writes a kubeconfig for the cluster that authenticates with `token` only (for
+    /// example a ServiceAccount's, from `kubectl create token`).
+    pub fn token_kubeconfig(&self, token: &str, path: &Path) {
+        let admin: serde_yaml::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(&self.kubeconfig).expect("kubeconfig"))
+                .expect("kubeconfig YAML");
+        let cluster = admin["clusters"][0]["cluster"].clone();
+        assert!(
+            cluster["server"].is_string(),
+            "admin kubeconfig has a server"
+        );
+        let config = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "test", "cluster": cluster}],
+            "users": [{"name": "shoal", "user": {"token": token}}],
+            "contexts": [{"name": "shoal", "context": {"cluster": "test", "user": "shoal"}}],
+            "current-context": "shoal",
+        });
+        std::fs::write(path, serde_yaml::to_string(&config).expect("kubeconfig")).expect("write");
+    }
+
     /// Path of the apiserver's audit log.
     pub fn audit_log(&self) -> PathBuf {
         self.dir.join("logs").join("audit.log")
@@ -314,78 +343,6 @@ pub fn fast_loop_flags(scale_down_window_seconds: &str) -> Vec<String> {
     ]
     .map(str::to_string)
     .to_vec()
-}
-
-/// A running operator process.
-pub struct Operator {
-    child: Child,
-    /// Its log file.
-    pub log: PathBuf,
-}
-
-impl Operator {
-    /// Stops it with SIGTERM and waits for it to exit.
-    pub fn stop(&mut self) {
-        drop(self.child.stdin.take());
-        let _ = self.child.wait();
-    }
-
-    /// The operator's log so far.
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The operator's log so far, without terminal colour codes.
-    pub fn plain_log_text(&self) -> String {
-        strip_ansi(&self.log_text())
-    }
-
-    /// The `host:port` of its /metrics, /healthz and /readyz, once it logged it.
-    pub fn metrics_address(&self) -> Option<String> {
-        self.plain_log_text()
-            .lines()
-            .filter(|l| l.contains("serving /metrics"))
-            .find_map(|l| {
-                l.split_whitespace()
-                    .find_map(|w| w.strip_prefix("address="))
-                    .map(str::to_string)
-            })
-    }
-}
-
-impl Operator {
-    /// The operator's `/metrics` text now (panics when it has not logged its address yet
-    /// or does not answer).
-    pub fn metrics_text(&self) -> String {
-        let addr = self.metrics_address().unwrap_or_else(|| {
-            panic!(
-                "the operator has not logged its /metrics address yet; see {}",
-                self.log.display()
-            )
-        });
-        let response = http_request(&addr, "GET", "/metrics", "");
-        assert!(
-            response.starts_with("HTTP/1.1 200"),
-            "GET /metrics: {response}"
-        );
-        response
-            .split_once("\r\n\r\n")
-            .map(|(_, body)| body.to_string())
-            .unwrap_or_default()
-    }
-
-    /// The value of the sample `name` (as exposed, e.g. `shoal_autoscaler_ticks_total`)
-    /// whose labels include every pair of `labels`, summed over all such samples; None when
-    /// there is none.
-    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        openmetrics::value(&self.metrics_text(), name, labels)
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 /// `text` without ANSI escape sequences (`ESC [ ... letter`), as text logs carry colours.
@@ -446,65 +403,6 @@ pub fn sibling_bin(name: &str) -> PathBuf {
     bin
 }
 
-/// A running load simulator for one namespace, scraped by a Prometheus through a file_sd file.
-pub struct LoadSim {
-    child: Child,
-    /// Its `host:port`.
-    pub addr: String,
-}
-
-impl LoadSim {
-    /// Starts `loadsim` for `namespace`, registering it in `sd_dir` for Prometheus.
-    pub fn start(bed: &TestBed, namespace: &str, sd_dir: &Path, noise_percent: f64) -> LoadSim {
-        let log = bed
-            .dir
-            .join("logs")
-            .join(format!("loadsim-{namespace}.log"));
-        let mut child = Command::new(sibling_bin("loadsim"))
-            .args([
-                "--namespace",
-                namespace,
-                "--exit-on-stdin-eof",
-                "--tick-ms",
-                "250",
-            ])
-            .arg("--noise")
-            .arg(noise_percent.to_string())
-            .arg("--sd-file")
-            .arg(sd_dir.join(format!("loadsim-{namespace}.json")))
-            .env("KUBECONFIG", &bed.kubeconfig)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).expect("loadsim log"))
-            .spawn()
-            .expect("starting loadsim");
-        let stdout = child.stdout.take().expect("stdout");
-        let addr = BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .find_map(|l| l.strip_prefix("LOADSIM_ADDR=").map(str::to_string))
-            .unwrap_or_else(|| panic!("loadsim did not start; see {}", log.display()));
-        LoadSim { child, addr }
-    }
-
-    /// Sets the offered load of `service` in requests per second.
-    pub fn set_load(&self, service: &str, rps: f64) {
-        let body = format!("{{\"rps\": {rps}}}");
-        let response = http_request(&self.addr, "PUT", &format!("/load/{service}"), &body);
-        assert!(
-            response.starts_with("HTTP/1.1 200"),
-            "loadsim refused the load: {response}"
-        );
-    }
-}
-
-impl Drop for LoadSim {
-    fn drop(&mut self) {
-        drop(self.child.stdin.take());
-        let _ = self.child.wait();
-    }
-}
-
 /// A minimal HTTP/1.1 request over loopback; returns the whole response.
 pub fn http_request(addr: &str, method: &str, path: &str, body: &str) -> String {
     use std::io::{Read, Write};
@@ -524,239 +422,14 @@ pub fn http_request(addr: &str, method: &str, path: &str, body: &str) -> String 
     response
 }
 
-/// A Prometheus of the test's own (Debian's `prometheus`), for tests that stop it or count
-/// the queries it serves. Scrapes every file_sd target in `sd_dir` every 2 s.
-pub struct Prometheus {
-    /// The executable: Debian's `prometheus` from PATH, or `prometheus-k8s-sd` of the
-    /// cluster binaries (see [`Prometheus::start_with_kubernetes_sd`]).
-    binary: PathBuf,
-    child: Option<Child>,
-    paused: bool,
-    args: Vec<String>,
-    env: Vec<(String, String)>,
-    dir: PathBuf,
-    port: u16,
-    /// Directory of its file_sd target files.
-    pub sd_dir: PathBuf,
-}
-
-impl Prometheus {
-    /// Starts a Prometheus in a fresh directory under the test bed's.
-    pub fn start(bed: &TestBed, name: &str) -> Prometheus {
-        Prometheus::start_with_args(bed, name, &[], &[])
-    }
-
-    /// Starts a Prometheus in a fresh directory under the test bed's, with extra flags
-    /// (e.g. `--query.timeout=10s`) and environment (e.g. `GOMAXPROCS`).
-    pub fn start_with_args(
-        bed: &TestBed,
-        name: &str,
-        args: &[&str],
-        env: &[(&str, &str)],
-    ) -> Prometheus {
-        Prometheus::start_with_config(bed, name, args, env, "")
-    }
-
-    /// Starts a Prometheus in a fresh directory under the test bed's, with more scrape
-    /// jobs: `scrape_configs` is appended to the `scrape_configs:` list of its config.
-    pub fn start_with_scrape_configs(
-        bed: &TestBed,
-        name: &str,
-        scrape_configs: &str,
-    ) -> Prometheus {
-        Prometheus::start_with_config(bed, name, &[], &[], scrape_configs)
-    }
-
-    /// Like [`Prometheus::start_with_scrape_configs`], with the Prometheus 3 of the cluster
-    /// binaries that has Kubernetes service discovery (`kubernetes_sd_configs`), which
-    /// Debian's package lacks. `tests/cluster/build.sh` builds it (`make cluster-bin`).
-    pub fn start_with_kubernetes_sd(bed: &TestBed, name: &str, scrape_configs: &str) -> Prometheus {
-        let binary = cluster_bin().join("prometheus-k8s-sd");
-        assert!(
-            binary.exists(),
-            "{} is missing: run `make cluster-bin` (tests/cluster/build.sh builds it)",
-            binary.display()
-        );
-        Prometheus::start_binary(binary, bed, name, &[], &[], scrape_configs)
-    }
-
-    fn start_with_config(
-        bed: &TestBed,
-        name: &str,
-        args: &[&str],
-        env: &[(&str, &str)],
-        scrape_configs: &str,
-    ) -> Prometheus {
-        Prometheus::start_binary(
-            PathBuf::from("prometheus"),
-            bed,
-            name,
-            args,
-            env,
-            scrape_configs,
-        )
-    }
-
-    fn start_binary(
-        binary: PathBuf,
-        bed: &TestBed,
-        name: &str,
-        args: &[&str],
-        env: &[(&str, &str)],
-        scrape_configs: &str,
-    ) -> Prometheus {
-        let dir = bed.dir.join(format!("prometheus-{name}"));
-        let sd_dir = dir.join("targets");
-        std::fs::create_dir_all(&sd_dir).expect("prometheus dir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let config = format!(
-            "global: {{scrape_interval: 2s, evaluation_interval: 2s}}\nscrape_configs:\n- job_name: prometheus\n  static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n- job_name: targets\n  file_sd_configs:\n  - files: ['{}/*.json']\n    refresh_interval: 1s\n",
-            sd_dir.display()
-        ) + scrape_configs;
-        std::fs::write(dir.join("prometheus.yml"), config).expect("prometheus config");
-        let mut p = Prometheus {
-            binary,
-            child: None,
-            paused: false,
-            args: args.iter().map(|a| a.to_string()).collect(),
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            dir,
-            port,
-            sd_dir,
-        };
-        p.resume();
-        p
-    }
-
-    /// Freezes it with SIGSTOP: it keeps its port (connections are accepted by the kernel
-    /// and then hang, so clients run into their timeout), scrapes nothing and answers
-    /// nothing until [`Prometheus::unpause`]. Its data stays; the time frozen becomes a gap
-    /// in every series. This is "Prometheus paused": the same process carries on afterwards,
-    /// with no restart, no WAL replay and no lost head block, so the gap is exactly as long
-    /// as the pause.
-    pub fn pause(&mut self) {
-        let child = self.child.as_ref().expect("prometheus is running");
-        signal(child.id(), "STOP");
-        self.paused = true;
-    }
-
-    /// Continues it after [`Prometheus::pause`] (SIGCONT).
-    pub fn unpause(&mut self) {
-        if let Some(child) = self.child.as_ref() {
-            signal(child.id(), "CONT");
-        }
-        self.paused = false;
-    }
-
-    /// Base URL.
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Stops it (SIGTERM through `kill`, then wait).
-    pub fn stop(&mut self) {
-        if self.paused {
-            // A stopped process would not act on SIGTERM: continue it first.
-            self.unpause();
-        }
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").arg(child.id().to_string()).status();
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts it again on the same port and data.
-    pub fn resume(&mut self) {
-        assert!(self.child.is_none(), "already running");
-        let log = std::fs::File::create(self.dir.join("prometheus.log")).expect("log");
-        let child = Command::new(&self.binary)
-            .arg(format!(
-                "--config.file={}",
-                self.dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                self.dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
-            .args(&self.args)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "starting {} ({e}): make deps installs prometheus, make cluster-bin prometheus-k8s-sd",
-                    self.binary.display()
-                )
-            });
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !std::net::TcpStream::connect(("127.0.0.1", self.port))
-            .map(|_| {
-                http_request(&format!("127.0.0.1:{}", self.port), "GET", "/-/ready", "")
-                    .contains(" 200 ")
-            })
-            .unwrap_or(false)
-        {
-            assert!(Instant::now() < deadline, "prometheus did not become ready");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// The value of an instant query returning one series (or None).
-    pub fn query_value(&self, promql: &str) -> Option<f64> {
-        prometheus_value(&format!("127.0.0.1:{}", self.port), promql)
-    }
-}
-
 /// Sends `SIG<name>` to process `pid` with kill(1) (the crate forbids unsafe code, so no libc).
-fn signal(pid: u32, name: &str) {
+pub(crate) fn signal(pid: u32, name: &str) {
     let status = Command::new("kill")
         .arg(format!("-{name}"))
         .arg(pid.to_string())
         .status()
         .expect("running kill");
     assert!(status.success(), "kill -{name} {pid} failed");
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// Sum of the values of an instant query at the Prometheus at `addr` (None when empty).
-pub fn prometheus_value(addr: &str, promql: &str) -> Option<f64> {
-    let encoded: String = promql
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
-    let response = http_request(addr, "GET", &format!("/api/v1/query?query={encoded}"), "");
-    let body = response.split("\r\n\r\n").nth(1)?;
-    let json: serde_json::Value = serde_json::from_str(body).ok()?;
-    let result = json["data"]["result"].as_array()?;
-    if result.is_empty() {
-        return None;
-    }
-    Some(
-        result
-            .iter()
-            .filter_map(|r| r["value"][1].as_str()?.parse::<f64>().ok())
-            .sum(),
-    )
 }
 
 /// Version of the Prometheus Operator whose `PodMonitor` CRD the tests install.

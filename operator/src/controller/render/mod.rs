@@ -66,5 +66,7 @@ pub fn render(ms: &ValidatedMicroservice) -> Children {
     }
 }
 
+#[cfg(all(test, feature = "test-support"))]
+mod props;
 #[cfg(test)]
 mod tests;

@@ -3,7 +3,7 @@
 //! running the operator with the ServiceAccount's own token, leader election between two
 //! operator processes, and the operator's own /metrics, /healthz and /readyz.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -100,27 +100,6 @@ async fn wait_metrics_address(op: &Operator) {
         op.metrics_address()
     })
     .await;
-}
-
-/// A kubeconfig for the cluster that authenticates with `token` only.
-fn token_kubeconfig(bed: &TestBed, token: &str, path: &Path) {
-    let admin: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(&bed.kubeconfig).expect("kubeconfig"))
-            .expect("kubeconfig YAML");
-    let cluster = admin["clusters"][0]["cluster"].clone();
-    assert!(
-        cluster["server"].is_string(),
-        "admin kubeconfig has a server"
-    );
-    let config = serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "test", "cluster": cluster}],
-        "users": [{"name": "shoal", "user": {"token": token}}],
-        "contexts": [{"name": "shoal", "context": {"cluster": "test", "user": "shoal"}}],
-        "current-context": "shoal",
-    });
-    std::fs::write(path, serde_yaml::to_string(&config).expect("kubeconfig")).expect("write");
 }
 
 fn can_i(bed: &TestBed, user: &str, args: &[&str]) -> bool {
@@ -280,7 +259,7 @@ async fn operator_runs_with_nothing_but_the_charts_rbac() {
         .trim()
         .to_string();
     let kubeconfig: PathBuf = bed.dir.join(format!("kubeconfig-{ns}"));
-    token_kubeconfig(bed, &token, &kubeconfig);
+    bed.token_kubeconfig(&token, &kubeconfig);
     let op = bed.operator_with_kubeconfig(
         &ns,
         &kubeconfig,

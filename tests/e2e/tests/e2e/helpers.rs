@@ -1,9 +1,10 @@
 //! Small helpers over kubectl output.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use shoal_e2e::{TestBed, repo_root, wait_for};
+use shoal_e2e::{TestBed, audit, repo_root, wait_for};
 
 pub const TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -118,4 +119,47 @@ pub async fn wait_condition(
         },
     )
     .await
+}
+
+/// Waits until the operator's writes in `ns` stop changing; returns how many there are.
+pub async fn settled_writes(bed: &TestBed, ns: &str) -> usize {
+    let audit_log = bed.audit_log();
+    let mut settled = audit::writes(&audit_log, ns, "shoal/").len();
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let now = audit::writes(&audit_log, ns, "shoal/").len();
+        if now == settled {
+            return now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the operator kept writing: {now} writes"
+        );
+        settled = now;
+    }
+}
+
+/// Writes of the operator to `resource/name` in `ns`.
+pub fn writes_to(bed: &TestBed, ns: &str, resource: &str, name: &str) -> usize {
+    audit::writes(&bed.audit_log(), ns, "shoal/")
+        .iter()
+        .filter(|w| {
+            w.object_ref.as_ref().is_some_and(|o| {
+                o.resource == resource && o.name == name && o.subresource.is_empty()
+            })
+        })
+        .count()
+}
+
+/// Writes of the operator in `ns` per `(resource, name)` of the object itself (not its
+/// subresources), from one reading of the audit log.
+pub fn writes_per_object(bed: &TestBed, ns: &str) -> HashMap<(String, String), usize> {
+    let mut counts = HashMap::new();
+    for w in audit::writes(&bed.audit_log(), ns, "shoal/") {
+        if let Some(o) = w.object_ref.filter(|o| o.subresource.is_empty()) {
+            *counts.entry((o.resource, o.name)).or_default() += 1;
+        }
+    }
+    counts
 }

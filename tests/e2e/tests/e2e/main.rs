@@ -2,8 +2,11 @@
 //! in its own namespace with its own `shoal run` process, driven with the real kubectl.
 
 mod autoscaler;
+mod chaos;
 mod chart;
 mod controller;
+mod foreign;
+mod fuzz;
 mod helpers;
 mod observability;
 mod refusals;

@@ -11,28 +11,9 @@ use kube::Api;
 use kube::api::PostParams;
 use serde_json::Value;
 use shoal::leader::{self, Attempt};
-use shoal_e2e::{TestBed, audit, testbed, wait_for};
+use shoal_e2e::{audit, testbed, wait_for};
 
 use crate::helpers::*;
-
-/// Waits until the operator's writes in `ns` stop changing; returns how many there are.
-async fn settled_writes(bed: &TestBed, ns: &str) -> usize {
-    let audit_log = bed.audit_log();
-    let mut settled = audit::writes(&audit_log, ns, "shoal/").len();
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        tokio::time::sleep(Duration::from_secs(4)).await;
-        let now = audit::writes(&audit_log, ns, "shoal/").len();
-        if now == settled {
-            return now;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the operator kept writing: {now} writes"
-        );
-        settled = now;
-    }
-}
 
 /// ConfigMaps that slow the first list of one cache in [`first_reconciles_after_a_restart`].
 const FILLERS: usize = 1500;
@@ -181,18 +162,6 @@ async fn first_reconciles_after_a_restart_finish_within_seconds_with_3() {
 #[tokio::test(flavor = "multi_thread")]
 async fn first_reconciles_after_a_restart_finish_within_seconds_with_30() {
     first_reconciles_after_a_restart("restart-30", 30).await;
-}
-
-/// Writes of the operator to `resource/name` in `ns`.
-fn writes_to(bed: &TestBed, ns: &str, resource: &str, name: &str) -> usize {
-    audit::writes(&bed.audit_log(), ns, "shoal/")
-        .iter()
-        .filter(|w| {
-            w.object_ref.as_ref().is_some_and(|o| {
-                o.resource == resource && o.name == name && o.subresource.is_empty()
-            })
-        })
-        .count()
 }
 
 #[tokio::test(flavor = "multi_thread")]
