@@ -10,6 +10,7 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Client;
 use kube::api::PartialObjectMeta;
 use kube::client::Body;
@@ -99,6 +100,7 @@ struct Caches {
     services: Writer<Service>,
     ingresses: Writer<Ingress>,
     hpas: Writer<HorizontalPodAutoscaler>,
+    pdbs: Writer<PodDisruptionBudget>,
     config_maps: Writer<PartialObjectMeta<ConfigMap>>,
     replica_sets: Writer<ReplicaSet>,
     stores: Stores,
@@ -120,12 +122,14 @@ impl Caches {
         let (services_r, mut services) = reflector::store();
         let (ingresses_r, mut ingresses) = reflector::store();
         let (hpas_r, mut hpas) = reflector::store();
+        let (pdbs_r, mut pdbs) = reflector::store();
         let (config_maps_r, mut config_maps) = reflector::store();
         let (replica_sets_r, mut replica_sets) = reflector::store();
         ready(&mut deployments);
         ready(&mut services);
         ready(&mut ingresses);
         ready(&mut hpas);
+        ready(&mut pdbs);
         ready(&mut config_maps);
         ready(&mut replica_sets);
         Caches {
@@ -133,6 +137,7 @@ impl Caches {
             services,
             ingresses,
             hpas,
+            pdbs,
             config_maps,
             replica_sets,
             stores: Stores {
@@ -140,6 +145,7 @@ impl Caches {
                 services: services_r,
                 ingresses: ingresses_r,
                 hpas: hpas_r,
+                pod_disruption_budgets: pdbs_r,
                 config_maps: config_maps_r,
                 replica_sets: replica_sets_r,
             },
@@ -188,6 +194,10 @@ impl Caches {
                 Some("HorizontalPodAutoscaler") => {
                     let hpa = serde_json::from_value(object).expect("HPA");
                     self.hpas.apply_watcher_event(&watcher::Event::Apply(hpa));
+                }
+                Some("PodDisruptionBudget") => {
+                    let pdb = serde_json::from_value(object).expect("PodDisruptionBudget");
+                    self.pdbs.apply_watcher_event(&watcher::Event::Apply(pdb));
                 }
                 other => panic!("unexpected apply of {other:?}"),
             }
@@ -248,7 +258,8 @@ async fn a_new_microservice_is_applied_then_converges_to_no_request_at_all() {
     let mut ms = microservice_at(1, SPEC);
     let mut caches = Caches::empty();
 
-    // A new Microservice: the four children, one status write, and their Events.
+    // A new Microservice: the five children (two replicas: a PodDisruptionBudget), one
+    // status write, and their Events.
     let (result, server) = pass(&ms, &caches.stores, no_script()).await;
     result.expect("first pass succeeds");
     let calls = server.calls();
@@ -261,7 +272,7 @@ async fn a_new_microservice_is_applied_then_converges_to_no_request_at_all() {
         "PATCH /api/v1{}/configmaps/{NAME}-config-",
         path("").trim_end_matches('/')
     );
-    assert_eq!(writes.len(), 5, "{writes:#?}");
+    assert_eq!(writes.len(), 6, "{writes:#?}");
     assert!(writes[0].starts_with(&config_map), "{writes:#?}");
     assert_eq!(
         writes[1..],
@@ -273,6 +284,10 @@ async fn a_new_microservice_is_applied_then_converges_to_no_request_at_all() {
                 path("ingresses")
             ),
             format!(
+                "PATCH /apis/policy/v1{}/{NAME}",
+                path("poddisruptionbudgets")
+            ),
+            format!(
                 "PATCH /apis/shoal.dev/v1alpha1{}/{NAME}/status",
                 path("microservices")
             ),
@@ -280,19 +295,20 @@ async fn a_new_microservice_is_applied_then_converges_to_no_request_at_all() {
     );
     let notes = events(&calls);
     let created: Vec<&str> = notes.iter().map(|(_, n)| n.as_str()).collect();
-    assert_eq!(created.len(), 5, "{notes:#?}");
+    assert_eq!(created.len(), 6, "{notes:#?}");
     assert!(created[0].starts_with("Created ConfigMap shop-config-"));
     assert_eq!(
-        created[1..4],
+        created[1..5],
         [
             "Created Deployment shop",
             "Created Service shop",
-            "Created Ingress shop"
+            "Created Ingress shop",
+            "Created PodDisruptionBudget shop"
         ]
     );
     // The rollout starting is news (before the status write that records it).
-    assert_eq!(notes[4].0, "Normal");
-    assert_eq!(notes[4].1, "creating the Deployment");
+    assert_eq!(notes[5].0, "Normal");
+    assert_eq!(notes[5].1, "creating the Deployment");
     let status = calls.last().expect("status write").body["status"].clone();
     assert_eq!(status["scalingEngine"], "None");
     assert_eq!(status["observedGeneration"], 1);

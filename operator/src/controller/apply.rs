@@ -11,6 +11,7 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, PartialObjectMeta, Patch, PatchParams};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -42,6 +43,8 @@ pub struct Live {
     pub ingress: Option<Arc<Ingress>>,
     /// The HPA.
     pub hpa: Option<Arc<HorizontalPodAutoscaler>>,
+    /// The PodDisruptionBudget.
+    pub pod_disruption_budget: Option<Arc<PodDisruptionBudget>>,
     /// The Deployment's ReplicaSets (its revisions).
     pub replica_sets: Vec<Arc<ReplicaSet>>,
 }
@@ -73,6 +76,7 @@ impl Live {
             service: lookup(&stores.services, ms, &ms.name),
             ingress: lookup(&stores.ingresses, ms, &ms.name),
             hpa: lookup(&stores.hpas, ms, &ms.name),
+            pod_disruption_budget: lookup(&stores.pod_disruption_budgets, ms, &ms.name),
             replica_sets,
         }
     }
@@ -129,6 +133,7 @@ pub async fn apply(
         ingress,
         hpa,
         pod_monitor,
+        pod_disruption_budget,
         template_hash: _,
     } = children;
     let mut step = Step {
@@ -162,6 +167,11 @@ pub async fn apply(
     step.optional(ingress.as_ref(), live.ingress.as_deref())
         .await?;
     step.optional(hpa.as_ref(), live.hpa.as_deref()).await?;
+    step.optional(
+        pod_disruption_budget.as_ref(),
+        live.pod_disruption_budget.as_deref(),
+    )
+    .await?;
     // Only where the Prometheus Operator's CRD is installed (and its cache filled).
     if let Some(pod_monitors) = ctx.pod_monitors.store() {
         let live = lookup(&pod_monitors, valid, &valid.name);

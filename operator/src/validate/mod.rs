@@ -53,6 +53,8 @@ pub struct ValidatedMicroservice {
     pub rollout: RolloutPolicy,
     /// Where Prometheus scrapes the pods; None when `spec.metrics.enabled` is false.
     pub metrics: Option<MetricsEndpoint>,
+    /// The PodDisruptionBudget; None when the service cannot run 2+ replicas or it is off.
+    pub disruption: Option<DisruptionBudget>,
 }
 
 impl ValidatedMicroservice {
@@ -228,6 +230,10 @@ pub fn validate(ms: &Microservice) -> Result<ValidatedMicroservice, InvalidSpec>
             }
         }
     };
+    let most_replicas = match &scaling {
+        Scaling::Fixed(n) => *n,
+        Scaling::Hpa(HpaScaling { max, .. }) | Scaling::Shoal(ShoalScaling { max, .. }) => *max,
+    };
     let probes = spec.probes.clone().unwrap_or_default();
     let rollout = spec.rollout.clone().unwrap_or_default();
     Ok(ValidatedMicroservice {
@@ -312,6 +318,7 @@ pub fn validate(ms: &Microservice) -> Result<ValidatedMicroservice, InvalidSpec>
             max_unavailable: rollout.max_unavailable,
         },
         metrics: metrics_endpoint(spec.metrics.as_ref(), spec.port),
+        disruption: disruption_budget(spec.disruption.as_ref(), most_replicas),
     })
 }
 

@@ -4,10 +4,12 @@
 mod autoscaler;
 mod chart;
 mod controller;
+mod drain;
 mod helpers;
 mod observability;
 mod refusals;
 mod restarts;
 mod rollout;
 mod scale;
+mod schema;
 mod signal;
