@@ -8,6 +8,7 @@ use std::time::Duration;
 use http::{Request, Response, StatusCode};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -101,6 +102,7 @@ struct Caches {
     ingresses: Writer<Ingress>,
     hpas: Writer<HorizontalPodAutoscaler>,
     pdbs: Writer<PodDisruptionBudget>,
+    cron_jobs: Writer<CronJob>,
     config_maps: Writer<PartialObjectMeta<ConfigMap>>,
     replica_sets: Writer<ReplicaSet>,
     stores: Stores,
@@ -123,6 +125,7 @@ impl Caches {
         let (ingresses_r, mut ingresses) = reflector::store();
         let (hpas_r, mut hpas) = reflector::store();
         let (pdbs_r, mut pdbs) = reflector::store();
+        let (cron_jobs_r, mut cron_jobs) = reflector::store();
         let (config_maps_r, mut config_maps) = reflector::store();
         let (replica_sets_r, mut replica_sets) = reflector::store();
         ready(&mut deployments);
@@ -130,6 +133,7 @@ impl Caches {
         ready(&mut ingresses);
         ready(&mut hpas);
         ready(&mut pdbs);
+        ready(&mut cron_jobs);
         ready(&mut config_maps);
         ready(&mut replica_sets);
         Caches {
@@ -138,6 +142,7 @@ impl Caches {
             ingresses,
             hpas,
             pdbs,
+            cron_jobs,
             config_maps,
             replica_sets,
             stores: Stores {
@@ -146,6 +151,7 @@ impl Caches {
                 ingresses: ingresses_r,
                 hpas: hpas_r,
                 pod_disruption_budgets: pdbs_r,
+                cron_jobs: cron_jobs_r,
                 config_maps: config_maps_r,
                 replica_sets: replica_sets_r,
             },
@@ -198,6 +204,11 @@ impl Caches {
                 Some("PodDisruptionBudget") => {
                     let pdb = serde_json::from_value(object).expect("PodDisruptionBudget");
                     self.pdbs.apply_watcher_event(&watcher::Event::Apply(pdb));
+                }
+                Some("CronJob") => {
+                    let job = serde_json::from_value(object).expect("CronJob");
+                    self.cron_jobs
+                        .apply_watcher_event(&watcher::Event::Apply(job));
                 }
                 other => panic!("unexpected apply of {other:?}"),
             }

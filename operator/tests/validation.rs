@@ -175,6 +175,16 @@ fn operator_validation_names_the_field() {
             "ok",
             "spec.autoscaling.behavior.scaleUp.tolerance",
         ),
+        (
+            "  image: x\n  schedules: [{name: r, schedule: '61 * * * *'}]\n",
+            "ok",
+            "spec.schedules[0].schedule",
+        ),
+        (
+            "  image: x\n  schedules: [{name: a-task-name-long-enough-to-overflow-the-cronjob, schedule: '@daily'}]\n",
+            "a-service-with-a-long-name",
+            "spec.schedules[0].name",
+        ),
     ];
     for (spec, name, field) in cases {
         let error = operator_error(spec, name);

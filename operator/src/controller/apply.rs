@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -45,6 +46,8 @@ pub struct Live {
     pub hpa: Option<Arc<HorizontalPodAutoscaler>>,
     /// The PodDisruptionBudget.
     pub pod_disruption_budget: Option<Arc<PodDisruptionBudget>>,
+    /// The CronJobs owned by this Microservice.
+    pub cron_jobs: Vec<Arc<CronJob>>,
     /// The Deployment's ReplicaSets (its revisions).
     pub replica_sets: Vec<Arc<ReplicaSet>>,
 }
@@ -77,6 +80,13 @@ impl Live {
             ingress: lookup(&stores.ingresses, ms, &ms.name),
             hpa: lookup(&stores.hpas, ms, &ms.name),
             pod_disruption_budget: lookup(&stores.pod_disruption_budgets, ms, &ms.name),
+            cron_jobs: stores
+                .cron_jobs
+                .state()
+                .into_iter()
+                .filter(|c| c.namespace().as_deref() == Some(ms.namespace.as_str()))
+                .filter(|c| c.owner_references().iter().any(|o| o.uid == ms.uid))
+                .collect(),
             replica_sets,
         }
     }
@@ -134,6 +144,7 @@ pub async fn apply(
         hpa,
         pod_monitor,
         pod_disruption_budget,
+        cron_jobs,
         template_hash: _,
     } = children;
     let mut step = Step {
@@ -172,6 +183,7 @@ pub async fn apply(
         live.pod_disruption_budget.as_deref(),
     )
     .await?;
+    step.cron_jobs(&cron_jobs, &live.cron_jobs).await?;
     // Only where the Prometheus Operator's CRD is installed (and its cache filled).
     if let Some(pod_monitors) = ctx.pod_monitors.store() {
         let live = lookup(&pod_monitors, valid, &valid.name);
@@ -508,6 +520,15 @@ async fn prune_config_maps(ctx: &Context, ms: &ValidatedMicroservice) -> Result<
         .filter(|rs| rs.namespace().as_deref() == Some(ms.namespace.as_str()))
         .filter(|rs| rs.labels().get(INSTANCE_LABEL) == Some(&ms.name))
         .flat_map(|rs| referenced_config_maps(rs))
+        .chain(
+            ctx.stores
+                .cron_jobs
+                .state()
+                .iter()
+                .filter(|c| c.namespace().as_deref() == Some(ms.namespace.as_str()))
+                .filter(|c| c.owner_references().iter().any(|o| o.uid == ms.uid))
+                .flat_map(|c| cron_job_config_maps(c)),
+        )
         .collect();
     let stale: Vec<String> = ctx
         .stores
@@ -549,5 +570,20 @@ pub fn referenced_config_maps(rs: &ReplicaSet) -> Vec<String> {
         .collect()
 }
 
+/// Names of the ConfigMaps a CronJob's Job template takes its environment from.
+pub fn cron_job_config_maps(cron_job: &CronJob) -> Vec<String> {
+    cron_job
+        .spec
+        .job_template
+        .spec
+        .iter()
+        .flat_map(|j| j.template.spec.iter())
+        .flat_map(|p| p.containers.iter())
+        .flat_map(|c| c.env_from.iter().flatten())
+        .filter_map(|e| e.config_map_ref.as_ref().map(|r| r.name.clone()))
+        .collect()
+}
+
+mod schedules;
 #[cfg(test)]
 mod tests;

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 mod autoscaling;
 mod disruption;
+mod schedules;
 mod status;
 
 pub use autoscaling::{
@@ -23,6 +24,7 @@ pub use autoscaling::{
     ScalingEngine, ScalingPolicy, ScalingRules, SelectPolicy,
 };
 pub use disruption::DisruptionSettings;
+pub use schedules::{ConcurrencyPolicy, Schedule, TaskRestartPolicy};
 pub use status::{AutoscalerStatus, MetricStatus, MicroserviceStatus, Revision, RolloutStatus};
 
 /// API group of the Microservice resource.
@@ -265,6 +267,14 @@ pub struct MicroserviceSpec {
     /// `maxUnavailable: 1`). Set `enabled: false` for none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disruption: Option<DisruptionSettings>,
+
+    /// Tasks run on a schedule beside the service, each a CronJob named
+    /// `<microservice>-<name>` with the service's image, config and pod settings, so a task
+    /// runs the revision the spec asks for. Removing an entry deletes its CronJob.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    #[schemars(length(max = 20))]
+    pub schedules: Option<Vec<Schedule>>,
 }
 
 fn default_port() -> i32 {

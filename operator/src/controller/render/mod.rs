@@ -3,6 +3,7 @@
 
 mod availability;
 mod config_map;
+mod cron_jobs;
 mod deployment;
 mod hpa;
 mod ingress;
@@ -15,6 +16,7 @@ pub use availability::{
     render_pod_disruption_budget, topology_spread,
 };
 pub use config_map::render_config_map;
+pub use cron_jobs::{PART_OF_LABEL, SCHEDULE_LABEL, render_cron_jobs};
 pub use deployment::{CONTAINER_NAME, initial_replicas, render_deployment, replicas_handoff};
 pub use hpa::render_hpa;
 pub use ingress::render_ingress;
@@ -31,6 +33,7 @@ pub use service::render_service;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -56,6 +59,8 @@ pub struct Children {
     pub pod_monitor: Option<PodMonitor>,
     /// The PodDisruptionBudget, when the service can run 2+ replicas.
     pub pod_disruption_budget: Option<PodDisruptionBudget>,
+    /// One CronJob per `spec.schedules` entry.
+    pub cron_jobs: Vec<CronJob>,
     /// Hash of the Deployment's pod template: the revision this generation asks for.
     pub template_hash: String,
 }
@@ -71,6 +76,7 @@ pub fn render(ms: &ValidatedMicroservice) -> Children {
         hpa: render_hpa(ms),
         pod_monitor: render_pod_monitor(ms),
         pod_disruption_budget: render_pod_disruption_budget(ms),
+        cron_jobs: render_cron_jobs(ms),
         template_hash,
     }
 }

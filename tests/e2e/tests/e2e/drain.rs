@@ -1,7 +1,9 @@
 //! Zero downtime through a node drain: two fake nodes of the test's own, a 4-replica
 //! Microservice spread over both by Shoal's default topology spread, `kubectl drain` of
 //! one of them. The PodDisruptionBudget Shoal renders makes the drain evict one pod at a
-//! time, so the service never drops below 3 ready pods (never to 0).
+//! time, so the service never drops below 3 ready pods (never to 0). The pods become
+//! Ready 3 s after they are created (the test bed's slow-start image tag), as real pods
+//! take a while: without the budget, both pods of the drained node would go at once.
 
 use std::collections::BTreeMap;
 
@@ -115,7 +117,7 @@ async fn a_node_drain_never_leaves_a_multi_replica_service_without_ready_pods() 
         bed,
         &ns,
         &format!(
-            "apiVersion: shoal.dev/v1alpha1\nkind: Microservice\nmetadata: {{name: web}}\nspec:\n  image: registry.example/web:1\n  replicas: 4\n  nodeSelector: {{shoal.dev/test-pool: {ns}}}\n  tolerations: [{{key: shoal.dev/test-pool, value: {ns}, effect: NoSchedule}}]\n"
+            "apiVersion: shoal.dev/v1alpha1\nkind: Microservice\nmetadata: {{name: web}}\nspec:\n  image: registry.example/web:1-ready-after-3s\n  replicas: 4\n  nodeSelector: {{shoal.dev/test-pool: {ns}}}\n  tolerations: [{{key: shoal.dev/test-pool, value: {ns}, effect: NoSchedule}}]\n"
         ),
     );
     wait_ready(bed, &ns, "web").await;
@@ -168,8 +170,12 @@ async fn a_node_drain_never_leaves_a_multi_replica_service_without_ready_pods() 
     };
     let stderr = String::from_utf8_lossy(&drain.stderr);
     assert!(drain.status.success(), "kubectl drain failed: {stderr}");
+    eprintln!(
+        "kubectl drain: {}{stderr}",
+        String::from_utf8_lossy(&drain.stdout)
+    );
     // Both pods of the node were evicted at once: the budget refused the second one until
-    // the first one's replacement was Ready.
+    // the first one's replacement was Ready (kubectl retries every 5 s).
     assert!(
         stderr.contains("disruption budget"),
         "the budget held back an eviction: {stderr}"

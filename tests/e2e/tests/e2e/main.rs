@@ -11,5 +11,6 @@ mod refusals;
 mod restarts;
 mod rollout;
 mod scale;
+mod schedules;
 mod schema;
 mod signal;

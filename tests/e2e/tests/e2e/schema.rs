@@ -64,6 +64,18 @@ async fn the_apiserver_refuses_typos_and_broken_rules_naming_the_field() {
             "  image: a:1\n  replicas: 3\n  disruption: {maxUnavailable: 1, minAvailable: 2}\n",
             "spec.disruption: set maxUnavailable or minAvailable, not both",
         ),
+        (
+            "  image: a:1\n  schedules: [{name: r, schedule: '* * *'}]\n",
+            "spec.schedules[].schedule must be five cron fields",
+        ),
+        (
+            "  image: a:1\n  schedules: [{name: r, schedule: '@hourly'}, {name: r, schedule: '@daily'}]\n",
+            "spec.schedules[1]: Duplicate value",
+        ),
+        (
+            "  image: a:1\n  schedules: [{name: Nightly, schedule: '@daily'}]\n",
+            "spec.schedules[].name must be lowercase letters",
+        ),
     ];
     for (i, (spec, field)) in cases.into_iter().enumerate() {
         let refused = dry_run(&ns, &microservice(&format!("bad-{i}"), spec))
