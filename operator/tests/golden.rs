@@ -18,6 +18,12 @@ fn render_yaml(children: &build::Children) -> String {
     if let Some(hpa) = &children.hpa {
         docs.push(serde_yaml::to_string(hpa).expect("yaml"));
     }
+    if let Some(pdb) = &children.pod_disruption_budget {
+        docs.push(serde_yaml::to_string(pdb).expect("yaml"));
+    }
+    for cron_job in &children.cron_jobs {
+        docs.push(serde_yaml::to_string(cron_job).expect("yaml"));
+    }
     if let Some(pod_monitor) = &children.pod_monitor {
         docs.push(serde_yaml::to_string(pod_monitor).expect("yaml"));
     }

@@ -8,8 +8,10 @@ use std::time::Duration;
 use http::{Request, Response, StatusCode};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Client;
 use kube::api::PartialObjectMeta;
 use kube::client::Body;
@@ -99,6 +101,8 @@ struct Caches {
     services: Writer<Service>,
     ingresses: Writer<Ingress>,
     hpas: Writer<HorizontalPodAutoscaler>,
+    pdbs: Writer<PodDisruptionBudget>,
+    cron_jobs: Writer<CronJob>,
     config_maps: Writer<PartialObjectMeta<ConfigMap>>,
     replica_sets: Writer<ReplicaSet>,
     stores: Stores,
@@ -120,12 +124,16 @@ impl Caches {
         let (services_r, mut services) = reflector::store();
         let (ingresses_r, mut ingresses) = reflector::store();
         let (hpas_r, mut hpas) = reflector::store();
+        let (pdbs_r, mut pdbs) = reflector::store();
+        let (cron_jobs_r, mut cron_jobs) = reflector::store();
         let (config_maps_r, mut config_maps) = reflector::store();
         let (replica_sets_r, mut replica_sets) = reflector::store();
         ready(&mut deployments);
         ready(&mut services);
         ready(&mut ingresses);
         ready(&mut hpas);
+        ready(&mut pdbs);
+        ready(&mut cron_jobs);
         ready(&mut config_maps);
         ready(&mut replica_sets);
         Caches {
@@ -133,6 +141,8 @@ impl Caches {
             services,
             ingresses,
             hpas,
+            pdbs,
+            cron_jobs,
             config_maps,
             replica_sets,
             stores: Stores {
@@ -140,6 +150,8 @@ impl Caches {
                 services: services_r,
                 ingresses: ingresses_r,
                 hpas: hpas_r,
+                pod_disruption_budgets: pdbs_r,
+                cron_jobs: cron_jobs_r,
                 config_maps: config_maps_r,
                 replica_sets: replica_sets_r,
             },
@@ -188,6 +200,15 @@ impl Caches {
                 Some("HorizontalPodAutoscaler") => {
                     let hpa = serde_json::from_value(object).expect("HPA");
                     self.hpas.apply_watcher_event(&watcher::Event::Apply(hpa));
+                }
+                Some("PodDisruptionBudget") => {
+                    let pdb = serde_json::from_value(object).expect("PodDisruptionBudget");
+                    self.pdbs.apply_watcher_event(&watcher::Event::Apply(pdb));
+                }
+                Some("CronJob") => {
+                    let job = serde_json::from_value(object).expect("CronJob");
+                    self.cron_jobs
+                        .apply_watcher_event(&watcher::Event::Apply(job));
                 }
                 other => panic!("unexpected apply of {other:?}"),
             }
@@ -248,7 +269,8 @@ async fn a_new_microservice_is_applied_then_converges_to_no_request_at_all() {
     let mut ms = microservice_at(1, SPEC);
     let mut caches = Caches::empty();
 
-    // A new Microservice: the four children, one status write, and their Events.
+    // A new Microservice: the five children (two replicas: a PodDisruptionBudget), one
+    // status write, and their Events.
     let (result, server) = pass(&ms, &caches.stores, no_script()).await;
     result.expect("first pass succeeds");
     let calls = server.calls();
@@ -261,7 +283,7 @@ async fn a_new_microservice_is_applied_then_converges_to_no_request_at_all() {
         "PATCH /api/v1{}/configmaps/{NAME}-config-",
         path("").trim_end_matches('/')
     );
-    assert_eq!(writes.len(), 5, "{writes:#?}");
+    assert_eq!(writes.len(), 6, "{writes:#?}");
     assert!(writes[0].starts_with(&config_map), "{writes:#?}");
     assert_eq!(
         writes[1..],
@@ -273,13 +295,17 @@ async fn a_new_microservice_is_applied_then_converges_to_no_request_at_all() {
                 path("ingresses")
             ),
             format!(
+                "PATCH /apis/policy/v1{}/{NAME}",
+                path("poddisruptionbudgets")
+            ),
+            format!(
                 "PATCH /apis/shoal.dev/v1alpha1{}/{NAME}/status",
                 path("microservices")
             ),
         ]
     );
     let notes = events(&calls);
-    // One Event for the four children (not one each), then the rollout starting.
+    // One Event for the five children (not one each), then the rollout starting.
     assert_eq!(notes.len(), 2, "{notes:#?}");
     let (created, rest) = notes[0]
         .1
@@ -289,7 +315,10 @@ async fn a_new_microservice_is_applied_then_converges_to_no_request_at_all() {
         created.starts_with("Created ConfigMap shop-config-"),
         "{notes:#?}"
     );
-    assert_eq!(rest, "Deployment shop, Service shop, Ingress shop");
+    assert_eq!(
+        rest,
+        "Deployment shop, Service shop, Ingress shop, PodDisruptionBudget shop"
+    );
     // The rollout starting is news (before the status write that records it).
     assert_eq!(notes[1].0, "Normal");
     assert_eq!(notes[1].1, "creating the Deployment");

@@ -81,6 +81,30 @@ fn schema_rules_refuse_bad_specs_naming_the_field() {
             "  image: x\n  metrics: {path: metrics}\n",
             "spec.metrics.path must start with '/'",
         ),
+        (
+            "  image: 'registry.example/app:1 '\n",
+            "spec.image must not contain whitespace",
+        ),
+        (
+            "  image: \"registry.example/app\\t:1\"\n",
+            "spec.image must not contain whitespace",
+        ),
+        (
+            "  image: x\n  autoscaling: {maxReplicas: 3, requestRate: {targetPerReplica: 5}, fallback: {replicas: 4}}\n",
+            "spec.autoscaling.fallback.replicas must be less than or equal to spec.autoscaling.maxReplicas",
+        ),
+        (
+            "  image: x\n  config: {'1ST': v}\n",
+            "spec.config keys must be environment variable names",
+        ),
+        (
+            "  image: x\n  config: {'a:b': v}\n",
+            "spec.config keys must be environment variable names",
+        ),
+        (
+            "  image: x\n  replicas: 3\n  disruption: {maxUnavailable: 1, minAvailable: 2}\n",
+            "spec.disruption: set maxUnavailable or minAvailable, not both",
+        ),
     ];
     for (spec, message) in cases {
         let errors = cel_errors(spec);
@@ -97,6 +121,9 @@ fn valid_variants_pass_the_schema_rules() {
         "  image: x\n",
         "  image: x\n  ingress: {host: '*.example.com'}\n",
         "  image: x\n  metrics: {enabled: false}\n",
+        "  image: x\n  config: {LOG_LEVEL: debug, app.name: shop, -x: '1', _y: '2'}\n",
+        "  image: x\n  autoscaling: {maxReplicas: 3, requestRate: {targetPerReplica: 5}, fallback: {replicas: 3}}\n",
+        "  image: x\n  replicas: 3\n  disruption: {minAvailable: '50%'}\n",
         "  image: x\n  metrics: {port: 9090, path: /internal/metrics}\n",
         "  image: x\n  autoscaling: {maxReplicas: 3, requestRate: {targetPerReplica: 0.5}}\n",
         "  image: x\n  autoscaling: {maxReplicas: 3, cpu: {targetUtilization: 50}, behavior: {scaleUp: {tolerance: 50m}, scaleDown: {tolerance: '0.2'}}}\n",
@@ -147,6 +174,16 @@ fn operator_validation_names_the_field() {
             "  image: x\n  autoscaling: {maxReplicas: 3, requestRate: {targetPerReplica: 5}, behavior: {scaleUp: {tolerance: ten}}}\n",
             "ok",
             "spec.autoscaling.behavior.scaleUp.tolerance",
+        ),
+        (
+            "  image: x\n  schedules: [{name: r, schedule: '61 * * * *'}]\n",
+            "ok",
+            "spec.schedules[0].schedule",
+        ),
+        (
+            "  image: x\n  schedules: [{name: a-task-name-long-enough-to-overflow-the-cronjob, schedule: '@daily'}]\n",
+            "a-service-with-a-long-name",
+            "spec.schedules[0].name",
         ),
     ];
     for (spec, name, field) in cases {

@@ -2,15 +2,16 @@
 //! ones, hands the replica count over to autoscaling, deletes optional children the spec
 //! dropped and prunes configs no revision uses. Every write is followed by one Event.
 
-use std::collections::BTreeSet;
 use std::fmt::Debug;
 use std::hash::Hash;
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, PartialObjectMeta, Patch, PatchParams};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -18,9 +19,8 @@ use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use tracing::info;
 
-use super::render::{self, Children, INSTANCE_LABEL, MANAGED_BY_LABEL};
+use super::render::{self, Children};
 use super::rollout::{self, Template};
 use super::{Context, Stores, diff, reclaim};
 use crate::crd::Microservice;
@@ -42,6 +42,10 @@ pub struct Live {
     pub ingress: Option<Arc<Ingress>>,
     /// The HPA.
     pub hpa: Option<Arc<HorizontalPodAutoscaler>>,
+    /// The PodDisruptionBudget.
+    pub pod_disruption_budget: Option<Arc<PodDisruptionBudget>>,
+    /// The CronJobs owned by this Microservice.
+    pub cron_jobs: Vec<Arc<CronJob>>,
     /// The Deployment's ReplicaSets (its revisions).
     pub replica_sets: Vec<Arc<ReplicaSet>>,
 }
@@ -73,6 +77,14 @@ impl Live {
             service: lookup(&stores.services, ms, &ms.name),
             ingress: lookup(&stores.ingresses, ms, &ms.name),
             hpa: lookup(&stores.hpas, ms, &ms.name),
+            pod_disruption_budget: lookup(&stores.pod_disruption_budgets, ms, &ms.name),
+            cron_jobs: stores
+                .cron_jobs
+                .state()
+                .into_iter()
+                .filter(|c| c.namespace().as_deref() == Some(ms.namespace.as_str()))
+                .filter(|c| c.owner_references().iter().any(|o| o.uid == ms.uid))
+                .collect(),
             replica_sets,
         }
     }
@@ -156,6 +168,8 @@ impl Step<'_> {
             ingress,
             hpa,
             pod_monitor,
+            pod_disruption_budget,
+            cron_jobs,
             template_hash: _,
         } = children;
         // Immutable and content-addressed: it exists with the right content, or not at all.
@@ -181,6 +195,12 @@ impl Step<'_> {
         step.optional(ingress.as_ref(), live.ingress.as_deref())
             .await?;
         step.optional(hpa.as_ref(), live.hpa.as_deref()).await?;
+        step.optional(
+            pod_disruption_budget.as_ref(),
+            live.pod_disruption_budget.as_deref(),
+        )
+        .await?;
+        step.cron_jobs(&cron_jobs, &live.cron_jobs).await?;
         // Only where the Prometheus Operator's CRD is installed (and its cache filled).
         if let Some(pod_monitors) = ctx.pod_monitors.store() {
             let live = lookup(&pod_monitors, valid, &valid.name);
@@ -464,58 +484,10 @@ fn needs_apply<K: Serialize>(desired: &K, live: Option<&K>) -> bool {
     diff::needs_apply(&desired, live.as_ref())
 }
 
-/// Deletes this Microservice's config ConfigMaps that are neither current nor used by a
-/// ReplicaSet the Deployment keeps for rollbacks.
-async fn prune_config_maps(ctx: &Context, ms: &ValidatedMicroservice) -> Result<()> {
-    let current = ms.config_map_name();
-    let in_use: BTreeSet<String> = ctx
-        .stores
-        .replica_sets
-        .state()
-        .iter()
-        .filter(|rs| rs.namespace().as_deref() == Some(ms.namespace.as_str()))
-        .filter(|rs| rs.labels().get(INSTANCE_LABEL) == Some(&ms.name))
-        .flat_map(|rs| referenced_config_maps(rs))
-        .collect();
-    let stale: Vec<String> = ctx
-        .stores
-        .config_maps
-        .state()
-        .iter()
-        .filter(|cm| cm.namespace().as_deref() == Some(ms.namespace.as_str()))
-        .filter(|cm| cm.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some("shoal"))
-        .filter(|cm| cm.owner_references().iter().any(|o| o.uid == ms.uid))
-        .map(|cm| cm.name_any())
-        .filter(|name| *name != current && !in_use.contains(name))
-        .collect();
-    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ms.namespace);
-    for name in stale {
-        match api.delete(&name, &DeleteParams::background()).await {
-            Ok(_) => info!(configmap = %name, "pruned a config no retained revision uses"),
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(source) => {
-                return Err(Error::Delete {
-                    kind: "ConfigMap",
-                    name,
-                    source,
-                });
-            }
-        }
-    }
-    Ok(())
-}
+mod prune;
+mod schedules;
 
-/// Names of the ConfigMaps a ReplicaSet's pod template takes its environment from.
-pub fn referenced_config_maps(rs: &ReplicaSet) -> Vec<String> {
-    rs.spec
-        .iter()
-        .flat_map(|s| s.template.iter())
-        .flat_map(|t| t.spec.iter())
-        .flat_map(|p| p.containers.iter())
-        .flat_map(|c| c.env_from.iter().flatten())
-        .filter_map(|e| e.config_map_ref.as_ref().map(|r| r.name.clone()))
-        .collect()
-}
-
+use prune::prune_config_maps;
+pub use prune::{cron_job_config_maps, referenced_config_maps};
 #[cfg(test)]
 mod tests;

@@ -24,8 +24,10 @@ use futures::StreamExt;
 use futures::future::{BoxFuture, FutureExt, Shared};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{ListParams, PartialObjectMeta};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -72,6 +74,10 @@ pub struct Stores {
     pub ingresses: Store<Ingress>,
     /// HPAs Shoal manages.
     pub hpas: Store<HorizontalPodAutoscaler>,
+    /// PodDisruptionBudgets Shoal manages.
+    pub pod_disruption_budgets: Store<PodDisruptionBudget>,
+    /// CronJobs Shoal manages (the scheduled tasks).
+    pub cron_jobs: Store<CronJob>,
     /// Config ConfigMaps (metadata only: they are content-addressed).
     pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
     /// ReplicaSets of Shoal's Deployments (the revisions kept for rollbacks).
@@ -96,6 +102,8 @@ impl Stores {
                 stores.services.wait_until_ready(),
                 stores.ingresses.wait_until_ready(),
                 stores.hpas.wait_until_ready(),
+                stores.pod_disruption_budgets.wait_until_ready(),
+                stores.cron_jobs.wait_until_ready(),
                 stores.config_maps.wait_until_ready(),
                 stores.replica_sets.wait_until_ready(),
             );
@@ -220,6 +228,8 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>) {
     let (services, services_w) = reflector::store();
     let (ingresses, ingresses_w) = reflector::store();
     let (hpas, hpas_w) = reflector::store();
+    let (pod_disruption_budgets, pdbs_w) = reflector::store();
+    let (cron_jobs, cron_jobs_w) = reflector::store();
     let (config_maps, config_maps_w) = reflector::store();
     let (replica_sets, replica_sets_w) = reflector::store();
     // PodMonitors exist only where the Prometheus Operator's CRD is installed: a separate
@@ -238,6 +248,8 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>) {
     .owns_stream(kube_ext::reflected(scoped(&client, ns), managed, services_w).touched_objects())
     .owns_stream(kube_ext::reflected(scoped(&client, ns), managed, ingresses_w).touched_objects())
     .owns_stream(kube_ext::reflected(scoped(&client, ns), managed, hpas_w).touched_objects())
+    .owns_stream(kube_ext::reflected(scoped(&client, ns), managed, pdbs_w).touched_objects())
+    .owns_stream(kube_ext::reflected(scoped(&client, ns), managed, cron_jobs_w).touched_objects())
     // ConfigMaps are content-addressed: their metadata says all the controller needs.
     .owns_stream(
         kube_ext::reflected(
@@ -260,6 +272,8 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>) {
         services,
         ingresses,
         hpas,
+        pod_disruption_budgets,
+        cron_jobs,
         config_maps,
         replica_sets,
     };

@@ -7,8 +7,10 @@ use std::collections::BTreeMap;
 use kube::ResourceExt;
 use sha2::{Digest, Sha256};
 
+mod schedules;
 mod settings;
 
+pub use schedules::{MAX_CRON_JOB_NAME, ScheduledTask, check_cron, cron_job_name};
 pub use settings::*;
 
 use crate::crd::{HttpProbe, Microservice, MicroserviceSpec, ScalingEngine, ServiceType};
@@ -53,12 +55,21 @@ pub struct ValidatedMicroservice {
     pub rollout: RolloutPolicy,
     /// Where Prometheus scrapes the pods; None when `spec.metrics.enabled` is false.
     pub metrics: Option<MetricsEndpoint>,
+    /// The PodDisruptionBudget; None when the service cannot run 2+ replicas or it is off.
+    pub disruption: Option<DisruptionBudget>,
+    /// `spec.schedules`, each a CronJob.
+    pub schedules: Vec<ScheduledTask>,
 }
 
 impl ValidatedMicroservice {
     /// Name of the content-addressed ConfigMap of the current config.
     pub fn config_map_name(&self) -> String {
         format!("{}-config-{}", self.name, self.config_hash)
+    }
+
+    /// Name of the CronJob of the task named `task`.
+    pub fn cron_job_name(&self, task: &str) -> String {
+        cron_job_name(&self.name, task)
     }
 
     /// Which component scales the Deployment.
@@ -228,6 +239,11 @@ pub fn validate(ms: &Microservice) -> Result<ValidatedMicroservice, InvalidSpec>
             }
         }
     };
+    let most_replicas = match &scaling {
+        Scaling::Fixed(n) => *n,
+        Scaling::Hpa(HpaScaling { max, .. }) | Scaling::Shoal(ShoalScaling { max, .. }) => *max,
+    };
+    let schedules = schedules::scheduled_tasks(spec, &name)?;
     let probes = spec.probes.clone().unwrap_or_default();
     let rollout = spec.rollout.clone().unwrap_or_default();
     Ok(ValidatedMicroservice {
@@ -312,6 +328,8 @@ pub fn validate(ms: &Microservice) -> Result<ValidatedMicroservice, InvalidSpec>
             max_unavailable: rollout.max_unavailable,
         },
         metrics: metrics_endpoint(spec.metrics.as_ref(), spec.port),
+        disruption: disruption_budget(spec.disruption.as_ref(), most_replicas),
+        schedules,
     })
 }
 

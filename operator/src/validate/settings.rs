@@ -218,3 +218,36 @@ pub struct RolloutPolicy {
     /// `maxUnavailable`, the Deployment's default when None.
     pub max_unavailable: Option<IntOrString>,
 }
+
+/// The PodDisruptionBudget to render (`spec.disruption`, defaults resolved).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DisruptionBudget {
+    /// `maxUnavailable` (default [`DEFAULT_MAX_UNAVAILABLE_PODS`] when neither is set).
+    pub max_unavailable: Option<IntOrString>,
+    /// `minAvailable`.
+    pub min_available: Option<IntOrString>,
+}
+
+/// Pods a voluntary disruption may take at once by default: one at a time at any count.
+pub const DEFAULT_MAX_UNAVAILABLE_PODS: i32 = 1;
+
+/// The budget of a service that can run `most_replicas` at most: None below 2 (a budget
+/// on one pod either blocks every drain or allows nothing) or when turned off.
+pub fn disruption_budget(
+    settings: Option<&crate::crd::DisruptionSettings>,
+    most_replicas: i32,
+) -> Option<DisruptionBudget> {
+    let default = crate::crd::DisruptionSettings::default();
+    let settings = settings.unwrap_or(&default);
+    if settings.enabled == Some(false) || most_replicas < 2 {
+        return None;
+    }
+    let max_unavailable = match (&settings.max_unavailable, &settings.min_available) {
+        (None, None) => Some(IntOrString::Int(DEFAULT_MAX_UNAVAILABLE_PODS)),
+        (max, _) => max.clone(),
+    };
+    Some(DisruptionBudget {
+        max_unavailable,
+        min_available: settings.min_available.clone(),
+    })
+}

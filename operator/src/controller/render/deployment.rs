@@ -75,6 +75,71 @@ pub fn overlay<T: Serialize + DeserializeOwned>(defaults: T, overrides: Option<&
     serde_json::from_value(merged).unwrap_or(defaults)
 }
 
+/// The application container as every workload of the service runs it (the Deployment's
+/// pods and the scheduled tasks'): image, command, environment with the config first,
+/// resources, the security context over its defaults, `/tmp` and the extra mounts.
+pub(super) fn app_container(ms: &ValidatedMicroservice) -> Container {
+    let app = &ms.app;
+    let pod = &ms.pod;
+    let mut env_from = vec![EnvFromSource {
+        config_map_ref: Some(ConfigMapEnvSource {
+            name: ms.config_map_name(),
+            optional: None,
+        }),
+        ..EnvFromSource::default()
+    }];
+    env_from.extend(app.env_from.iter().cloned());
+    let mut volume_mounts = vec![VolumeMount {
+        name: TMP_VOLUME.to_string(),
+        mount_path: TMP_PATH.to_string(),
+        ..VolumeMount::default()
+    }];
+    volume_mounts.extend(pod.volume_mounts.iter().cloned());
+    Container {
+        name: CONTAINER_NAME.to_string(),
+        image: Some(app.image.clone()),
+        command: app.command.clone(),
+        args: app.args.clone(),
+        env: app.env.clone(),
+        env_from: Some(env_from),
+        resources: app.resources.clone(),
+        security_context: Some(overlay(
+            default_security_context(),
+            pod.security_context.as_ref(),
+        )),
+        volume_mounts: Some(volume_mounts),
+        ..Container::default()
+    }
+}
+
+/// The pod around `container` with the service's pod settings over the secure defaults,
+/// the `/tmp` volume and the extra volumes.
+pub(super) fn app_pod_spec(ms: &ValidatedMicroservice, container: Container) -> PodSpec {
+    let pod = &ms.pod;
+    let mut volumes = vec![Volume {
+        name: TMP_VOLUME.to_string(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Volume::default()
+    }];
+    volumes.extend(pod.volumes.iter().cloned());
+    PodSpec {
+        containers: vec![container],
+        security_context: Some(overlay(
+            default_pod_security_context(),
+            pod.pod_security_context.as_ref(),
+        )),
+        service_account_name: pod.service_account_name.clone(),
+        automount_service_account_token: Some(pod.automount_service_account_token),
+        image_pull_secrets: pod.image_pull_secrets.clone(),
+        node_selector: pod.node_selector.clone(),
+        tolerations: pod.tolerations.clone(),
+        affinity: pod.affinity.clone(),
+        priority_class_name: pod.priority_class_name.clone(),
+        volumes: Some(volumes),
+        ..PodSpec::default()
+    }
+}
+
 /// Renders the Deployment. `spec.replicas` is set only when the Microservice is not
 /// autoscaled, so the controller never fights the HPA, the metrics loop or `kubectl scale`.
 pub fn render_deployment(ms: &ValidatedMicroservice) -> Deployment {
@@ -83,7 +148,6 @@ pub fn render_deployment(ms: &ValidatedMicroservice) -> Deployment {
 
 /// The Deployment and the hash of its pod template (which identifies the revision).
 pub(super) fn render_deployment_and_hash(ms: &ValidatedMicroservice) -> (Deployment, String) {
-    let app = &ms.app;
     let mut metadata = object_meta(ms, ms.name.clone(), "server");
     let replicas = match ms.scaling {
         Scaling::Fixed(n) => {
@@ -95,64 +159,30 @@ pub(super) fn render_deployment_and_hash(ms: &ValidatedMicroservice) -> (Deploym
         }
         Scaling::Hpa(_) | Scaling::Shoal(_) => None,
     };
-    let mut env_from = vec![EnvFromSource {
-        config_map_ref: Some(ConfigMapEnvSource {
-            name: ms.config_map_name(),
-            optional: None,
-        }),
-        ..EnvFromSource::default()
-    }];
-    env_from.extend(app.env_from.iter().cloned());
     let pod = &ms.pod;
-    let mut volume_mounts = vec![VolumeMount {
-        name: TMP_VOLUME.to_string(),
-        mount_path: TMP_PATH.to_string(),
-        ..VolumeMount::default()
-    }];
-    volume_mounts.extend(pod.volume_mounts.iter().cloned());
-    let mut volumes = vec![Volume {
-        name: TMP_VOLUME.to_string(),
-        empty_dir: Some(EmptyDirVolumeSource::default()),
-        ..Volume::default()
-    }];
-    volumes.extend(pod.volumes.iter().cloned());
-    let container = Container {
-        name: CONTAINER_NAME.to_string(),
-        image: Some(app.image.clone()),
-        command: app.command.clone(),
-        args: app.args.clone(),
-        ports: Some(
-            std::iter::once(ContainerPort {
-                name: Some("http".to_string()),
-                container_port: ms.ports.container,
-                protocol: Some("TCP".to_string()),
-                ..ContainerPort::default()
-            })
-            .chain(super::scrape::metrics_container_port(ms))
-            .collect(),
-        ),
-        env: app.env.clone(),
-        env_from: Some(env_from),
-        resources: app.resources.clone(),
-        readiness_probe: ms.probes.readiness.as_ref().map(render_probe),
-        liveness_probe: ms.probes.liveness.as_ref().map(render_probe),
-        security_context: Some(overlay(
-            default_security_context(),
-            pod.security_context.as_ref(),
-        )),
-        volume_mounts: Some(volume_mounts),
-        // Keep serving while the endpoints controller stops routing to this pod.
-        lifecycle: (pod.pre_stop_sleep_seconds > 0).then(|| Lifecycle {
-            pre_stop: Some(LifecycleHandler {
-                sleep: Some(SleepAction {
-                    seconds: pod.pre_stop_sleep_seconds,
-                }),
-                ..LifecycleHandler::default()
+    let mut container = app_container(ms);
+    container.ports = Some(
+        std::iter::once(ContainerPort {
+            name: Some("http".to_string()),
+            container_port: ms.ports.container,
+            protocol: Some("TCP".to_string()),
+            ..ContainerPort::default()
+        })
+        .chain(super::scrape::metrics_container_port(ms))
+        .collect(),
+    );
+    container.readiness_probe = ms.probes.readiness.as_ref().map(render_probe);
+    container.liveness_probe = ms.probes.liveness.as_ref().map(render_probe);
+    // Keep serving while the endpoints controller stops routing to this pod.
+    container.lifecycle = (pod.pre_stop_sleep_seconds > 0).then(|| Lifecycle {
+        pre_stop: Some(LifecycleHandler {
+            sleep: Some(SleepAction {
+                seconds: pod.pre_stop_sleep_seconds,
             }),
-            ..Lifecycle::default()
+            ..LifecycleHandler::default()
         }),
-        ..Container::default()
-    };
+        ..Lifecycle::default()
+    });
     let rollout = &ms.rollout;
     let strategy = (rollout.max_surge.is_some() || rollout.max_unavailable.is_some()).then(|| {
         DeploymentStrategy {
@@ -177,33 +207,10 @@ pub(super) fn render_deployment_and_hash(ms: &ValidatedMicroservice) -> (Deploym
             ..ObjectMeta::default()
         }),
         spec: Some(PodSpec {
-            containers: vec![container],
-            security_context: Some(overlay(
-                default_pod_security_context(),
-                pod.pod_security_context.as_ref(),
-            )),
-            service_account_name: pod.service_account_name.clone(),
-            automount_service_account_token: Some(pod.automount_service_account_token),
-            image_pull_secrets: pod.image_pull_secrets.clone(),
-            node_selector: pod.node_selector.clone(),
-            tolerations: pod.tolerations.clone(),
-            affinity: pod.affinity.clone(),
-            topology_spread_constraints: pod.topology_spread_constraints.as_ref().map(|all| {
-                all.iter()
-                    .cloned()
-                    .map(|mut c| {
-                        c.label_selector.get_or_insert_with(|| LabelSelector {
-                            match_labels: Some(selector_labels(ms)),
-                            match_expressions: None,
-                        });
-                        c
-                    })
-                    .collect()
-            }),
-            priority_class_name: pod.priority_class_name.clone(),
+            topology_spread_constraints: Some(super::availability::topology_spread(ms))
+                .filter(|c| !c.is_empty()),
             termination_grace_period_seconds: Some(pod.termination_grace_period_seconds),
-            volumes: Some(volumes),
-            ..PodSpec::default()
+            ..app_pod_spec(ms, container)
         }),
     };
     let template_hash = content_hash(&template);

@@ -1,7 +1,9 @@
 //! Pure renderers: one file per child, each a function from a [`ValidatedMicroservice`]
 //! to the object to apply. They cannot fail and touch no client.
 
+mod availability;
 mod config_map;
+mod cron_jobs;
 mod deployment;
 mod hpa;
 mod ingress;
@@ -9,7 +11,12 @@ mod meta;
 mod scrape;
 mod service;
 
+pub use availability::{
+    HOSTNAME_TOPOLOGY_KEY, UNHEALTHY_POD_EVICTION_POLICY, ZONE_TOPOLOGY_KEY,
+    render_pod_disruption_budget, topology_spread,
+};
 pub use config_map::render_config_map;
+pub use cron_jobs::{PART_OF_LABEL, SCHEDULE_LABEL, render_cron_jobs};
 pub use deployment::{CONTAINER_NAME, initial_replicas, render_deployment, replicas_handoff};
 pub use hpa::render_hpa;
 pub use ingress::render_ingress;
@@ -26,8 +33,10 @@ pub use service::render_service;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 
 use crate::validate::ValidatedMicroservice;
 
@@ -48,6 +57,10 @@ pub struct Children {
     /// The Prometheus Operator PodMonitor, unless `spec.metrics.enabled` is false. Applied
     /// only where the PodMonitor CRD is installed.
     pub pod_monitor: Option<PodMonitor>,
+    /// The PodDisruptionBudget, when the service can run 2+ replicas.
+    pub pod_disruption_budget: Option<PodDisruptionBudget>,
+    /// One CronJob per `spec.schedules` entry.
+    pub cron_jobs: Vec<CronJob>,
     /// Hash of the Deployment's pod template: the revision this generation asks for.
     pub template_hash: String,
 }
@@ -62,6 +75,8 @@ pub fn render(ms: &ValidatedMicroservice) -> Children {
         ingress: render_ingress(ms),
         hpa: render_hpa(ms),
         pod_monitor: render_pod_monitor(ms),
+        pod_disruption_budget: render_pod_disruption_budget(ms),
+        cron_jobs: render_cron_jobs(ms),
         template_hash,
     }
 }

@@ -74,7 +74,9 @@ async fn children_the_apiserver_refuses_give_apply_failed_naming_the_field() {
         "nothing was created"
     );
 
-    // An env entry without a name: the same, naming that field.
+    // An env var name the schema admits (a string) but the Deployment's validation refuses
+    // (not printable ASCII): the same, naming that field. (An entry without a name is
+    // refused at admission now that env has EnvVar's own schema.)
     bed.kubectl_ok(&[
         "patch",
         "ms",
@@ -83,7 +85,7 @@ async fn children_the_apiserver_refuses_give_apply_failed_naming_the_field() {
         &ns,
         "--type=merge",
         "-p",
-        r#"{"spec":{"rollout":null,"env":[{"value":"x"}]}}"#,
+        r#"{"spec":{"rollout":null,"env":[{"name":"DÉJÀ","value":"x"}]}}"#,
     ]);
     let message = wait_refused(bed, &ns, "surge", "ApplyFailed").await;
     assert!(
