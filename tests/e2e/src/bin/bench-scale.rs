@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, Patch, PatchParams};
@@ -169,8 +170,10 @@ fn any<K>(_: &K) -> bool {
     true
 }
 
-/// The children of every kind the bare writer writes, per Microservice.
-const KINDS: [&str; 4] = ["ConfigMap", "Deployment", "Service", "Ingress"];
+/// The children of every kind the bare writer writes, per Microservice (the example's
+/// nightly schedule is a CronJob; with fewer than 2 replicas there is no
+/// PodDisruptionBudget).
+const KINDS: [&str; 5] = ["ConfigMap", "Deployment", "Service", "Ingress", "CronJob"];
 
 /// Watches recording when every child of `count` Microservices exists.
 fn watch_children(
@@ -187,6 +190,7 @@ fn watch_children(
         watch_until::<Deployment>(client, ns, count, start, limit, any),
         watch_until::<Service>(client, ns, count, start, limit, any),
         watch_until::<Ingress>(client, ns, count, start, limit, any),
+        watch_until::<CronJob>(client, ns, count, start, limit, any),
     ]
 }
 
@@ -406,6 +410,14 @@ async fn bare_round(bed: &TestBed, client: &Client, args: &Args, round: usize) -
                 if let Some(mut ingress) = c.ingress {
                     ingress.metadata.owner_references = None;
                     apply(&Api::namespaced(client.clone(), &ns), &ingress, "bare").await;
+                }
+                if let Some(mut pdb) = c.pod_disruption_budget {
+                    pdb.metadata.owner_references = None;
+                    apply(&Api::namespaced(client.clone(), &ns), &pdb, "bare").await;
+                }
+                for mut job in c.cron_jobs {
+                    job.metadata.owner_references = None;
+                    apply(&Api::namespaced(client.clone(), &ns), &job, "bare").await;
                 }
             }
         })
