@@ -29,7 +29,7 @@ bench-scale: deps cluster-bin
 	$(TARGET_DIR)/release/bench-scale --count $(N) $(BENCH_ARGS)
 
 ## test: unit tests, golden and drift tests, then the end-to-end suite on the local control plane.
-test: deps cluster-bin image
+test: deps cluster-bin tools image
 	cargo build --workspace --bins
 	cargo test --workspace --no-fail-fast -- --test-threads=4
 
@@ -39,8 +39,9 @@ chaos: deps cluster-bin
 	cargo build --workspace --bins
 	SHOAL_CHAOS_SECONDS=$(SHOAL_CHAOS_SECONDS) cargo test -p shoal-e2e --test e2e -- chaos:: --test-threads=1 --nocapture
 
-# The operator's integration tests except chart.rs, which runs the real helm (make test runs it).
-UNIT_TESTS := $(foreach t,$(filter-out chart,$(basename $(notdir $(wildcard operator/tests/*.rs)))),--test $(t))
+# The operator's integration tests except chart.rs and validators.rs, which run the real helm,
+# kube-score and kubectl-validate (make test runs them).
+UNIT_TESTS := $(foreach t,$(filter-out chart validators,$(basename $(notdir $(wildcard operator/tests/*.rs)))),--test $(t))
 
 ## unit: only the tests that need nothing outside Rust (no cluster, no helm).
 unit:
@@ -51,6 +52,10 @@ deps:
 	@command -v prometheus >/dev/null || { echo "installing prometheus (Debian package)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
 	  { systemctl disable --now prometheus || service prometheus stop; } >/dev/null 2>&1 || true; }
+
+## tools: crane, actionlint, kube-score and kubectl-validate, pinned, from the Go module proxy into ~/.cache/shoal/tools.
+tools:
+	bash hack/tools.sh
 
 ## cluster-bin: the Go-built control plane (etcd, kube-apiserver, controller-manager, scheduler, KWOK, metrics-server), kubectl and helm.
 cluster-bin:
