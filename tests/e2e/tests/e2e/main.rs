@@ -14,3 +14,4 @@ mod restarts;
 mod rollout;
 mod scale;
 mod signal;
+mod throttle;
