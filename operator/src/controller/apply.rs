@@ -2,10 +2,11 @@
 //! ones, hands the replica count over to autoscaling, deletes optional children the spec
 //! dropped and prunes configs no revision uses. Every write is followed by one Event.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Debug;
 use std::hash::Hash;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
@@ -165,10 +166,10 @@ impl Step<'_> {
         // label or an annotation Shoal sets (its data cannot change).
         match &live.config_map {
             None => {
-                step.apply(&config_map, false).await?;
+                step.apply(&config_map, None::<&ConfigMap>).await?;
             }
             Some(live) if !owned_by(&**live, valid) || metadata_drift(&config_map, live) => {
-                step.apply(&config_map, true).await?;
+                step.apply(&config_map, Some(&**live)).await?;
             }
             Some(_) => {}
         }
@@ -176,7 +177,7 @@ impl Step<'_> {
             .await?;
         let live_service = step.reclaim(&service, live.service.clone()).await?;
         if needs_apply(&service, live_service.as_deref()) {
-            step.apply(&service, live_service.is_some()).await?;
+            step.apply(&service, live_service.as_deref()).await?;
         }
         step.optional(ingress.as_ref(), live.ingress.as_deref())
             .await?;
@@ -262,10 +263,25 @@ impl Step<'_> {
             .await;
     }
 
-    /// Applies `object` and notes it for the pass's Event ("Created <Kind> <name>").
-    async fn apply<K: Child>(&mut self, object: &K, exists: bool) -> Result<K> {
+    /// Applies `object` (whose cached copy is `live`) and notes it for the pass's Event
+    /// ("Created <Kind> <name>"). When the cache still shows the object as it was before our
+    /// last write to it, a few seconds ago, the write is not repeated: the cache is behind
+    /// (a relist's snapshot taken before that write, say), and what that write returned
+    /// stands in for the applied object.
+    async fn apply<K: Child, L: Resource>(&mut self, object: &K, live: Option<&L>) -> Result<K> {
+        let key = (
+            K::kind(&()).into_owned(),
+            self.valid.namespace.clone(),
+            object.name_any(),
+        );
+        let seen = live.map(|l| l.resource_version().unwrap_or_default());
+        if let Some(ours) = self.ctx.written.behind(&key, seen.as_deref()) {
+            tracing::debug!(kind = %key.0, name = %key.2, "the cache does not show our last write yet: not writing again");
+            return Ok(ours);
+        }
         let applied = kube_ext::apply(&self.api::<K>(), object, FIELD_MANAGER).await?;
-        let verb = if exists {
+        self.ctx.written.remember(key, seen, &applied);
+        let verb = if live.is_some() {
             EventReason::Updated
         } else {
             EventReason::Created
@@ -338,7 +354,7 @@ impl Step<'_> {
             self.applied.deployment = live_deployment.clone();
         }
         if restoring || needs_apply(&wanted, live_deployment.as_deref()) {
-            let mut applied = self.apply(&wanted, live.deployment.is_some()).await?;
+            let mut applied = self.apply(&wanted, live_deployment.as_deref()).await?;
             if live.deployment.is_none()
                 && let Some(replicas) = render::initial_replicas(self.valid, &applied)
             {
@@ -410,7 +426,7 @@ impl Step<'_> {
         match (desired, live) {
             (Some(desired), live) => {
                 if needs_apply(desired, live) {
-                    self.apply(desired, live.is_some()).await?;
+                    self.apply(desired, live).await?;
                 }
             }
             (None, Some(live)) if owned_by(live, self.valid) => {
@@ -519,3 +535,37 @@ pub fn referenced_config_maps(rs: &ReplicaSet) -> Vec<String> {
 
 #[cfg(test)]
 mod tests;
+
+/// How long a write of ours may wait to show in the watch cache before a pass writes again.
+const WRITE_SHOWS_WITHIN: Duration = Duration::from_secs(10);
+
+/// Type, namespace and name of a child.
+type ChildKey = (String, String, String);
+
+/// The children this process wrote in the last [`WRITE_SHOWS_WITHIN`]: the resourceVersion
+/// the cache showed before the write (None: absent) and what the write returned.
+#[derive(Default)]
+pub struct Written(Mutex<HashMap<ChildKey, (Option<String>, Instant, serde_json::Value)>>);
+
+impl Written {
+    /// What our last write of `key` returned, when the cache (showing `seen`) still shows
+    /// the object as it was before that write, made less than [`WRITE_SHOWS_WITHIN`] ago.
+    /// Forgets the write once the cache shows anything else, or when it is older.
+    fn behind<K: DeserializeOwned>(&self, key: &ChildKey, seen: Option<&str>) -> Option<K> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let (before, at, ours) = map.get(key)?;
+        if before.as_deref() == seen && at.elapsed() < WRITE_SHOWS_WITHIN {
+            return serde_json::from_value(ours.clone()).ok();
+        }
+        map.remove(key);
+        None
+    }
+
+    fn remember<K: Serialize>(&self, key: ChildKey, seen: Option<String>, applied: &K) {
+        if let Ok(value) = serde_json::to_value(applied) {
+            let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            map.retain(|_, (_, at, _)| at.elapsed() < WRITE_SHOWS_WITHIN);
+            map.insert(key, (seen, Instant::now(), value));
+        }
+    }
+}

@@ -5,6 +5,7 @@ mod autoscaler;
 mod chaos;
 mod chart;
 mod controller;
+mod desync;
 mod foreign;
 mod fuzz;
 mod helpers;
