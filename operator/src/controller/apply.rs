@@ -2,11 +2,10 @@
 //! ones, hands the replica count over to autoscaling, deletes optional children the spec
 //! dropped and prunes configs no revision uses. Every write is followed by one Event.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fmt::Debug;
 use std::hash::Hash;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
@@ -535,37 +534,6 @@ pub fn referenced_config_maps(rs: &ReplicaSet) -> Vec<String> {
 
 #[cfg(test)]
 mod tests;
+mod written;
 
-/// How long a write of ours may wait to show in the watch cache before a pass writes again.
-const WRITE_SHOWS_WITHIN: Duration = Duration::from_secs(10);
-
-/// Type, namespace and name of a child.
-type ChildKey = (String, String, String);
-
-/// The children this process wrote in the last [`WRITE_SHOWS_WITHIN`]: the resourceVersion
-/// the cache showed before the write (None: absent) and what the write returned.
-#[derive(Default)]
-pub struct Written(Mutex<HashMap<ChildKey, (Option<String>, Instant, serde_json::Value)>>);
-
-impl Written {
-    /// What our last write of `key` returned, when the cache (showing `seen`) still shows
-    /// the object as it was before that write, made less than [`WRITE_SHOWS_WITHIN`] ago.
-    /// Forgets the write once the cache shows anything else, or when it is older.
-    fn behind<K: DeserializeOwned>(&self, key: &ChildKey, seen: Option<&str>) -> Option<K> {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let (before, at, ours) = map.get(key)?;
-        if before.as_deref() == seen && at.elapsed() < WRITE_SHOWS_WITHIN {
-            return serde_json::from_value(ours.clone()).ok();
-        }
-        map.remove(key);
-        None
-    }
-
-    fn remember<K: Serialize>(&self, key: ChildKey, seen: Option<String>, applied: &K) {
-        if let Ok(value) = serde_json::to_value(applied) {
-            let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-            map.retain(|_, (_, at, _)| at.elapsed() < WRITE_SHOWS_WITHIN);
-            map.insert(key, (seen, Instant::now(), value));
-        }
-    }
-}
+pub use written::Written;
