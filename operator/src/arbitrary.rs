@@ -46,8 +46,8 @@ fn ingress() -> impl Strategy<Value = Value> {
     (
         // DNS labels neither start nor end with `-`.
         "[a-z]([a-z0-9-]{0,8}[a-z0-9])?\\.example\\.com",
-        // An Ingress path must not contain `//` (the apiserver refuses it; Shoal's
-        // validation does not catch it, so such a Microservice gets ApplyFailed).
+        // Only paths an Ingress takes: no `//`, `/./`, `/../`, `%2F`, no `/.` or `/..` at the
+        // end (the CRD's rule INGRESS_PATH_RULE refuses them, and so does Shoal's validation).
         "(/[a-z0-9_-]{1,6}){0,3}/?".prop_map(|p| if p.is_empty() { "/".to_string() } else { p }),
         option::of("[a-z]{1,8}"),
         option::of("[a-z]{1,8}-tls"),

@@ -58,6 +58,26 @@ fn schema_rules_refuse_bad_specs_naming_the_field() {
             "spec.ingress.path must start with '/'",
         ),
         (
+            "  image: x\n  ingress: {host: a.example.com, path: /api//v1}\n",
+            "spec.ingress.path must not contain '//'",
+        ),
+        (
+            "  image: x\n  ingress: {host: a.example.com, path: '//'}\n",
+            "spec.ingress.path must not contain '//'",
+        ),
+        (
+            "  image: x\n  ingress: {host: a.example.com, path: /a/../b}\n",
+            "spec.ingress.path must not contain '//'",
+        ),
+        (
+            "  image: x\n  ingress: {host: a.example.com, path: /a%2Fb}\n",
+            "spec.ingress.path must not contain '//'",
+        ),
+        (
+            "  image: x\n  ingress: {host: a.example.com, path: /a/.}\n",
+            "spec.ingress.path must not contain '//'",
+        ),
+        (
             "  image: x\n  service: {port: 0}\n",
             "spec.service.port must be between 1 and 65535",
         ),
@@ -120,6 +140,8 @@ fn valid_variants_pass_the_schema_rules() {
     for spec in [
         "  image: x\n",
         "  image: x\n  ingress: {host: '*.example.com'}\n",
+        "  image: x\n  ingress: {host: a.example.com, path: /api/v1/}\n",
+        "  image: x\n  ingress: {host: a.example.com, path: /a.b/..c/.well-known}\n",
         "  image: x\n  metrics: {enabled: false}\n",
         "  image: x\n  config: {LOG_LEVEL: debug, app.name: shop, -x: '1', _y: '2'}\n",
         "  image: x\n  autoscaling: {maxReplicas: 3, requestRate: {targetPerReplica: 5}, fallback: {replicas: 3}}\n",
@@ -185,6 +207,11 @@ fn operator_validation_names_the_field() {
             "a-service-with-a-long-name",
             "spec.schedules[0].name",
         ),
+        (
+            "  image: x\n  ingress: {host: a.example.com, path: /api//v1}\n",
+            "ok",
+            "spec.ingress.path",
+        ),
     ];
     for (spec, name, field) in cases {
         let error = operator_error(spec, name);
@@ -194,4 +221,40 @@ fn operator_validation_names_the_field() {
         );
     }
     assert_eq!(operator_error("  image: x\n", "fine-name"), "");
+}
+
+/// The CRD's rule on `spec.ingress.path` and the operator's own check agree, on paths the
+/// apiserver refuses in an Ingress and on paths it takes.
+#[test]
+fn ingress_path_rule_and_operator_validation_agree() {
+    for (path, refused) in [
+        ("/", false),
+        ("/api", false),
+        ("/api/v1/", false),
+        ("/a.b/..c/.well-known", false),
+        ("/a%2", false),
+        ("//", true),
+        ("/api//v1", true),
+        ("/a/./b", true),
+        ("/a/../b", true),
+        ("/a%2fb", true),
+        ("/a%2Fb", true),
+        ("/a/.", true),
+        ("/a/..", true),
+    ] {
+        let spec = format!("  image: x\n  ingress: {{host: a.example.com, path: '{path}'}}\n");
+        let cel = cel_errors(&spec);
+        assert_eq!(!cel.is_empty(), refused, "path {path:?}: CEL says {cel:?}");
+        let operator = operator_error(&spec, "ok");
+        assert_eq!(
+            operator.starts_with("spec.ingress.path"),
+            refused,
+            "path {path:?}: operator says {operator:?}"
+        );
+        assert_eq!(
+            shoal::validate::ingress_path_problem(path).is_some(),
+            refused,
+            "path {path:?}"
+        );
+    }
 }

@@ -12,7 +12,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,6 +19,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -29,6 +29,7 @@ const nodeName = "kwok-node-0"
 type upOptions struct {
 	dir, bin                   string
 	prometheus, stdinEOF, keep bool
+	apf, auditReads            bool // see control.go
 }
 
 type proc struct {
@@ -36,6 +37,7 @@ type proc struct {
 	cmd           *exec.Cmd
 	done          chan struct{}
 	err           error
+	expected      atomic.Bool // stopped on purpose (a restart): its exit is no failure
 }
 
 type cluster struct {
@@ -48,6 +50,7 @@ type cluster struct {
 	stop            chan string
 	admin, insecure *http.Client // insecure: admin client cert, server certificate not verified
 	api             string
+	apiArgs         []string // kube-apiserver's flags, for a restart
 }
 
 func logf(format string, a ...any) { fmt.Fprintf(os.Stderr, "kube up: "+format+"\n", a...) }
@@ -60,6 +63,8 @@ func up(args []string) int {
 	fs.BoolVar(&o.prometheus, "prometheus", false, "also start Prometheus (Debian's prometheus, from PATH)")
 	fs.BoolVar(&o.stdinEOF, "exit-on-stdin-eof", false, "tear down when stdin reaches EOF")
 	fs.BoolVar(&o.keep, "keep", false, "do not remove the cluster directory on teardown")
+	fs.BoolVar(&o.apf, "apf", false, "enable API Priority and Fairness (off by default)")
+	fs.BoolVar(&o.auditReads, "audit-reads", false, "audit reads (get, list, watch) too, not only writes")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -81,15 +86,21 @@ func up(args []string) int {
 		return 1
 	}
 	logf("cluster ready in %.1fs (dir %s)", time.Since(t0).Seconds(), c.dir)
-	select {
-	case why := <-c.stop:
-		logf("%s, tearing down", why)
-		c.teardown()
-		return 0
-	case p := <-c.died:
-		logf("%v", c.diedErr(p))
-		c.teardown()
-		return 1
+	poll := time.NewTicker(200 * time.Millisecond)
+	defer poll.Stop()
+	for {
+		select {
+		case why := <-c.stop:
+			logf("%s, tearing down", why)
+			c.teardown()
+			return 0
+		case p := <-c.died:
+			logf("%v", c.diedErr(p))
+			c.teardown()
+			return 1
+		case <-poll.C:
+			c.pollControl()
+		}
 	}
 }
 
@@ -169,7 +180,7 @@ func (c *cluster) start() error {
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file=" + pk("sa.pub"), "--service-account-signing-key-file=" + pk("sa.key"),
 		"--authorization-mode=RBAC", "--service-cluster-ip-range=10.96.0.0/16", "--endpoint-reconciler-type=none",
-		"--allow-privileged=true", "--enable-priority-and-fairness=false",
+		"--allow-privileged=true", "--enable-priority-and-fairness=" + strconv.FormatBool(c.o.apf),
 		"--proxy-client-cert-file=" + pk("admin.crt"), "--proxy-client-key-file=" + pk("admin.key"),
 		"--requestheader-client-ca-file=" + pk("ca.crt"), "--requestheader-allowed-names=kube-admin",
 		"--requestheader-username-headers=X-Remote-User", "--requestheader-group-headers=X-Remote-Group",
@@ -179,12 +190,12 @@ func (c *cluster) start() error {
 		// refuses loopback; with --endpoint-reconciler-type=none nothing ever dials it.
 		apiArgs = append(apiArgs, "--advertise-address=192.0.2.1")
 	}
-	audit, err := auditFlags(c.dir)
+	audit, err := auditFlags(c.dir, c.o.auditReads)
 	if err != nil {
 		return err
 	}
-	apiArgs = append(apiArgs, audit...)
-	apiserver, err := c.spawn("kube-apiserver", c.self, apiArgs...)
+	c.apiArgs = append(apiArgs, audit...)
+	apiserver, err := c.spawn("kube-apiserver", c.self, c.apiArgs...)
 	if err != nil {
 		return err
 	}
@@ -249,6 +260,10 @@ func (c *cluster) start() error {
 		}
 		env += fmt.Sprintf("PROMETHEUS_URL=%s\nPROMETHEUS_SD_DIR=%s\n", url, filepath.Join(c.dir, "prometheus", "targets"))
 	}
+	if err := os.MkdirAll(filepath.Join(c.dir, "control"), 0o755); err != nil {
+		return err
+	}
+	env += fmt.Sprintf("ETCD_URL=%s\n", etcdURL)
 	if err := os.WriteFile(filepath.Join(c.dir, "env"), []byte(env), 0o644); err != nil {
 		return err
 	}
@@ -401,7 +416,8 @@ func tail(p *proc) string {
 
 func (c *cluster) spawn(name, path string, args ...string) (*proc, error) {
 	logPath := filepath.Join(c.dir, "logs", name+".log")
-	f, err := os.Create(logPath)
+	// Appended to: a restarted component keeps its earlier log.
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
@@ -420,7 +436,9 @@ func (c *cluster) spawn(name, path string, args ...string) (*proc, error) {
 		p.err = cmd.Wait()
 		f.Close()
 		close(p.done)
-		c.died <- p
+		if !p.expected.Load() {
+			c.died <- p
+		}
 	}()
 	return p, nil
 }
@@ -448,70 +466,4 @@ func (c *cluster) teardown() {
 		}
 	}
 	logf("stopped in %.1fs", time.Since(t0).Seconds())
-}
-
-const dirMarker = ".kube-up"
-
-// makeDir creates the cluster directory: a new temporary one, or --dir, which is wiped
-// first if it holds a previous cluster (never if it holds anything else).
-func (c *cluster) makeDir() error {
-	if c.o.dir == "" {
-		base := ""
-		if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() && syscall.Access("/dev/shm", 2) == nil {
-			base = "/dev/shm"
-		}
-		d, err := os.MkdirTemp(base, "shoal-kube-")
-		if err != nil {
-			return err
-		}
-		c.dir = d
-	} else {
-		d, err := filepath.Abs(c.o.dir)
-		if err != nil {
-			return err
-		}
-		entries, _ := os.ReadDir(d)
-		if _, err := os.Stat(filepath.Join(d, dirMarker)); len(entries) > 0 && err != nil {
-			return fmt.Errorf("refusing to wipe %s: not empty and not made by kube up (no %s file)", d, dirMarker)
-		}
-		if err := os.RemoveAll(d); err != nil {
-			return err
-		}
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return err
-		}
-		c.dir = d
-	}
-	if err := os.WriteFile(filepath.Join(c.dir, dirMarker), nil, 0o644); err != nil {
-		return err
-	}
-	return os.MkdirAll(filepath.Join(c.dir, "logs"), 0o755)
-}
-
-// freePorts reserves n distinct free loopback ports (all listeners are held until every
-// port is picked, so the ports differ; they are released before the components bind).
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
-func hasDefaultRoute() bool {
-	data, err := os.ReadFile("/proc/net/route")
-	if err != nil {
-		return true
-	}
-	for _, line := range strings.Split(string(data), "\n")[1:] {
-		if f := strings.Fields(line); len(f) > 2 && f[1] == "00000000" {
-			return true
-		}
-	}
-	return false
 }

@@ -179,10 +179,10 @@ impl Step<'_> {
         // label or an annotation Shoal sets (its data cannot change).
         match &live.config_map {
             None => {
-                step.apply(&config_map, false).await?;
+                step.apply(&config_map, None::<&ConfigMap>).await?;
             }
             Some(live) if !owned_by(&**live, valid) || metadata_drift(&config_map, live) => {
-                step.apply(&config_map, true).await?;
+                step.apply(&config_map, Some(&**live)).await?;
             }
             Some(_) => {}
         }
@@ -190,7 +190,7 @@ impl Step<'_> {
             .await?;
         let live_service = step.reclaim(&service, live.service.clone()).await?;
         if needs_apply(&service, live_service.as_deref()) {
-            step.apply(&service, live_service.is_some()).await?;
+            step.apply(&service, live_service.as_deref()).await?;
         }
         step.optional(ingress.as_ref(), live.ingress.as_deref())
             .await?;
@@ -282,10 +282,25 @@ impl Step<'_> {
             .await;
     }
 
-    /// Applies `object` and notes it for the pass's Event ("Created <Kind> <name>").
-    async fn apply<K: Child>(&mut self, object: &K, exists: bool) -> Result<K> {
+    /// Applies `object` (whose cached copy is `live`) and notes it for the pass's Event
+    /// ("Created <Kind> <name>"). When the cache still shows the object as it was before our
+    /// last write to it, a few seconds ago, the write is not repeated: the cache is behind
+    /// (a relist's snapshot taken before that write, say), and what that write returned
+    /// stands in for the applied object.
+    async fn apply<K: Child, L: Resource>(&mut self, object: &K, live: Option<&L>) -> Result<K> {
+        let key = (
+            K::kind(&()).into_owned(),
+            self.valid.namespace.clone(),
+            object.name_any(),
+        );
+        let seen = live.map(|l| l.resource_version().unwrap_or_default());
+        if let Some(ours) = self.ctx.written.behind(&key, seen.as_deref()) {
+            tracing::debug!(kind = %key.0, name = %key.2, "the cache does not show our last write yet: not writing again");
+            return Ok(ours);
+        }
         let applied = kube_ext::apply(&self.api::<K>(), object, FIELD_MANAGER).await?;
-        let verb = if exists {
+        self.ctx.written.remember(key, seen, &applied);
+        let verb = if live.is_some() {
             EventReason::Updated
         } else {
             EventReason::Created
@@ -358,7 +373,7 @@ impl Step<'_> {
             self.applied.deployment = live_deployment.clone();
         }
         if restoring || needs_apply(&wanted, live_deployment.as_deref()) {
-            let mut applied = self.apply(&wanted, live.deployment.is_some()).await?;
+            let mut applied = self.apply(&wanted, live_deployment.as_deref()).await?;
             if live.deployment.is_none()
                 && let Some(replicas) = render::initial_replicas(self.valid, &applied)
             {
@@ -430,7 +445,7 @@ impl Step<'_> {
         match (desired, live) {
             (Some(desired), live) => {
                 if needs_apply(desired, live) {
-                    self.apply(desired, live.is_some()).await?;
+                    self.apply(desired, live).await?;
                 }
             }
             (None, Some(live)) if owned_by(live, self.valid) => {
@@ -491,3 +506,6 @@ use prune::prune_config_maps;
 pub use prune::{cron_job_config_maps, referenced_config_maps};
 #[cfg(test)]
 mod tests;
+mod written;
+
+pub use written::Written;

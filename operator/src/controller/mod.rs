@@ -133,6 +133,9 @@ pub struct Context {
     /// When this process last wrote each Microservice's status (for
     /// [`Context::progress_write_delay`]).
     status_written: Mutex<HashMap<ObjectRef<Microservice>, Instant>>,
+    /// The children written in the last seconds, so that a cache behind our own write does
+    /// not make a pass write the same again.
+    written: apply::Written,
 }
 
 /// How long a status write that only reports a rollout's progress may wait after the
@@ -154,6 +157,7 @@ impl Context {
             metrics,
             pod_monitors: Arc::default(),
             status_written: Mutex::new(HashMap::new()),
+            written: apply::Written::default(),
         }
     }
 
@@ -238,30 +242,61 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>) {
     let (touched_pod_monitors, touched_rx) = futures::channel::mpsc::channel(64);
     let (pod_monitors_available, available_rx) = futures::channel::mpsc::channel(1);
     let pod_monitors = Arc::new(pod_monitors::PodMonitors::default());
-    // A change to a child (applied or deleted) wakes its owner.
-    let controller = Controller::new(
-        scoped::<Microservice>(&client, ns),
-        watcher::Config::default(),
-    )
-    .with_config(kube::runtime::controller::Config::default().concurrency(config.concurrency))
-    .owns_stream(kube_ext::reflected(scoped(&client, ns), managed, deployments_w).touched_objects())
-    .owns_stream(kube_ext::reflected(scoped(&client, ns), managed, services_w).touched_objects())
-    .owns_stream(kube_ext::reflected(scoped(&client, ns), managed, ingresses_w).touched_objects())
-    .owns_stream(kube_ext::reflected(scoped(&client, ns), managed, hpas_w).touched_objects())
-    .owns_stream(kube_ext::reflected(scoped(&client, ns), managed, pdbs_w).touched_objects())
-    .owns_stream(kube_ext::reflected(scoped(&client, ns), managed, cron_jobs_w).touched_objects())
-    // ConfigMaps are content-addressed: their metadata says all the controller needs.
-    .owns_stream(
-        kube_ext::reflected(
-            scoped::<PartialObjectMeta<ConfigMap>>(&client, ns),
-            managed,
-            config_maps_w,
+    // Every watch runs on a task of its own and backs off on its own (`detached_watch`).
+    let mut watch_tasks = Vec::new();
+    let (microservices, microservices_w) = reflector::store();
+    let microservice_triggers = detached_watch(
+        &mut watch_tasks,
+        watcher(
+            scoped::<Microservice>(&client, ns),
+            watcher::Config::default(),
         )
-        .touched_objects(),
-    )
-    .owns_stream(touched_rx)
-    .reconcile_all_on(available_rx)
-    .shutdown_on_signal();
+        .default_backoff()
+        .reflect(microservices_w)
+        .applied_objects(),
+    );
+    // A change to a child (applied or deleted) wakes its owner.
+    let deployment_triggers = detached_watch(
+        &mut watch_tasks,
+        kube_ext::reflected(scoped(&client, ns), managed, deployments_w).touched_objects(),
+    );
+    let controller = Controller::for_stream(microservice_triggers, microservices)
+        .with_config(kube::runtime::controller::Config::default().concurrency(config.concurrency))
+        .trigger_backoff(NoTriggerBackoff)
+        .owns_stream(deployment_triggers)
+        .owns_stream(detached_watch(
+            &mut watch_tasks,
+            kube_ext::reflected(scoped(&client, ns), managed, services_w).touched_objects(),
+        ))
+        .owns_stream(detached_watch(
+            &mut watch_tasks,
+            kube_ext::reflected(scoped(&client, ns), managed, ingresses_w).touched_objects(),
+        ))
+        .owns_stream(detached_watch(
+            &mut watch_tasks,
+            kube_ext::reflected(scoped(&client, ns), managed, hpas_w).touched_objects(),
+        ))
+        .owns_stream(detached_watch(
+            &mut watch_tasks,
+            kube_ext::reflected(scoped(&client, ns), managed, pdbs_w).touched_objects(),
+        ))
+        .owns_stream(detached_watch(
+            &mut watch_tasks,
+            kube_ext::reflected(scoped(&client, ns), managed, cron_jobs_w).touched_objects(),
+        ))
+        // ConfigMaps are content-addressed: their metadata says all the controller needs.
+        .owns_stream(detached_watch(
+            &mut watch_tasks,
+            kube_ext::reflected(
+                scoped::<PartialObjectMeta<ConfigMap>>(&client, ns),
+                managed,
+                config_maps_w,
+            )
+            .touched_objects(),
+        ))
+        .owns_stream(touched_rx)
+        .reconcile_all_on(available_rx)
+        .shutdown_on_signal();
     metrics.microservices.attach(controller.store());
     // ReplicaSets are only read (which old ConfigMaps a retained revision still uses); they
     // are owned by Deployments, so they trigger nothing themselves.
@@ -301,8 +336,45 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>) {
         })
         .await;
     replica_set_task.abort();
+    for task in watch_tasks {
+        task.abort();
+    }
     pod_monitor_task.abort();
     info!("controller stopped");
+}
+
+/// Runs a watch on a task of its own and returns what it yields, for the controller's
+/// triggers: the watch (its cache, its backoff, its relist after `410 Gone`) goes on
+/// whatever the controller does with its triggers.
+fn detached_watch<T: Send + 'static>(
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+    stream: impl futures::Stream<Item = T> + Send + 'static,
+) -> futures::channel::mpsc::UnboundedReceiver<T> {
+    let (tx, rx) = futures::channel::mpsc::unbounded();
+    tasks.push(tokio::spawn(stream.for_each(move |item| {
+        let _ = tx.unbounded_send(item);
+        futures::future::ready(())
+    })));
+    rx
+}
+
+/// The controller's backoff over its merged triggers: none. kube-runtime's default puts
+/// every trigger to sleep when any one of them yields an error (up to 30 s, and again at
+/// each error), the Microservice watch included: after an apiserver restart the controller
+/// heard nothing, listed nothing and reconciled nothing for minutes (`desync` end-to-end
+/// test). Each watch backs off on its own instead (`default_backoff` on each).
+struct NoTriggerBackoff;
+
+impl Iterator for NoTriggerBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        Some(Duration::ZERO)
+    }
+}
+
+impl kube::runtime::utils::Backoff for NoTriggerBackoff {
+    fn reset(&mut self) {}
 }
 
 fn error_policy(ms: Arc<Microservice>, err: &Error, ctx: Arc<Context>) -> Action {

@@ -349,6 +349,14 @@ pub struct ServiceSettings {
     pub port: Option<i32>,
 }
 
+/// What the apiserver refuses in the path of an Ingress rule of type `Prefix` (Kubernetes'
+/// `invalidPathSequences` and `invalidPathSuffixes`), as a CEL rule on `spec.ingress.path`.
+/// [`crate::validate`] checks the same with [`crate::validate::ingress_path_problem`].
+pub const INGRESS_PATH_RULE: &str = "!self.contains('//') && !self.contains('/./') && !self.contains('/../') && !self.lowerAscii().contains('%2f') && !self.endsWith('/.') && !self.endsWith('/..')";
+
+/// The message of [`INGRESS_PATH_RULE`].
+pub const INGRESS_PATH_MESSAGE: &str = "spec.ingress.path must not contain '//', '/./', '/../' or '%2F', nor end with '/.' or '/..': an Ingress refuses such a path";
+
 /// Settings of the Ingress.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
@@ -361,6 +369,7 @@ pub struct IngressSettings {
     #[schemars(length(max = 1024))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.startsWith('/')").message("spec.ingress.path must start with '/'"))]
+    #[x_kube(validation = Rule::new(INGRESS_PATH_RULE).message(INGRESS_PATH_MESSAGE))]
     pub path: Option<String>,
     /// IngressClass to use; the cluster's default class when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]

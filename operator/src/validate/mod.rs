@@ -108,6 +108,27 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> InvalidSpec 
     }
 }
 
+/// Why the apiserver would refuse `path` as the path of an Ingress rule of type `Prefix`
+/// (Kubernetes' `invalidPathSequences` and `invalidPathSuffixes`), or None. The CRD's rule
+/// [`crate::crd::INGRESS_PATH_RULE`] says the same at admission.
+pub fn ingress_path_problem(path: &str) -> Option<&'static str> {
+    if !path.starts_with('/') {
+        return Some("must start with '/'");
+    }
+    for sequence in ["//", "/./", "/../"] {
+        if path.contains(sequence) {
+            return Some("must not contain '//', '/./' or '/../'");
+        }
+    }
+    if path.to_ascii_lowercase().contains("%2f") {
+        return Some("must not contain '%2F'");
+    }
+    if path.ends_with("/.") || path.ends_with("/..") {
+        return Some("must not end with '/.' or '/..'");
+    }
+    None
+}
+
 /// Most bytes a ConfigMap may hold.
 const CONFIG_MAP_MAX_BYTES: usize = 1024 * 1024;
 
@@ -131,6 +152,14 @@ pub fn validate(ms: &Microservice) -> Result<ValidatedMicroservice, InvalidSpec>
             format!(
                 "{name:?} cannot name a Service: it must be at most 63 characters of lowercase letters, digits and '-', start with a letter and end with a letter or digit"
             ),
+        ));
+    }
+    if let Some(path) = spec.ingress.as_ref().and_then(|i| i.path.as_deref())
+        && let Some(problem) = ingress_path_problem(path)
+    {
+        return Err(invalid(
+            "spec.ingress.path",
+            format!("{path:?} {problem}: an Ingress refuses such a path"),
         ));
     }
     // The scratch volume at /tmp is Shoal's (the root filesystem is read-only).

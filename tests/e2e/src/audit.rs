@@ -96,6 +96,15 @@ impl AuditEvent {
     }
 }
 
+/// Every event of the audit log, any stage (a watch has `ResponseStarted` when it starts
+/// and `ResponseComplete` only when it ends).
+pub fn events(path: &Path) -> Vec<AuditEvent> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<AuditEvent>(line).ok())
+        .collect()
+}
+
 /// Every completed request in the audit log.
 pub fn completed(path: &Path) -> Vec<AuditEvent> {
     let text = std::fs::read_to_string(path).unwrap_or_default();

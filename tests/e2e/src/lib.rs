@@ -15,6 +15,7 @@ pub mod audit;
 mod loadsim;
 pub mod openmetrics;
 mod operator;
+mod private;
 mod prometheus;
 pub mod recorder;
 pub mod signalbench;
@@ -32,11 +33,13 @@ pub struct TestBed {
     pub kubeconfig: PathBuf,
     /// Where the Go-built binaries (kubectl, helm, ...) are.
     pub bin: PathBuf,
-    /// Prometheus base URL.
+    /// Prometheus base URL (of a private bed without Prometheus: a closed port).
     pub prometheus_url: String,
     /// Directory of Prometheus file_sd target files.
     pub prometheus_sd_dir: PathBuf,
     _cluster: std::sync::Mutex<Child>,
+    /// A private bed ([`TestBed::private`]) is torn down when dropped.
+    private: bool,
 }
 
 static TESTBED: OnceLock<Result<TestBed, String>> = OnceLock::new();
@@ -76,6 +79,11 @@ pub fn testbed() -> &'static TestBed {
 }
 
 fn start_testbed() -> TestBed {
+    let dir = std::env::temp_dir().join(format!("shoal-e2e-{}", std::process::id()));
+    start_bed(dir, &["--prometheus"])
+}
+
+fn start_bed(dir: PathBuf, flags: &[&str]) -> TestBed {
     let bin = cluster_bin();
     let kube = bin.join("kube");
     assert!(
@@ -83,18 +91,13 @@ fn start_testbed() -> TestBed {
         "test bed binary {} is missing: run `bash tests/cluster/build.sh` (make test does)",
         kube.display()
     );
-    let dir = std::env::temp_dir().join(format!("shoal-e2e-{}", std::process::id()));
     let started = Instant::now();
     // A `ready` left by an earlier, killed run would fool the wait below.
     let _ = std::fs::remove_file(dir.join("ready"));
     let mut child = Command::new(&kube)
-        .args([
-            "up",
-            "--prometheus",
-            "--exit-on-stdin-eof",
-            "--keep",
-            "--dir",
-        ])
+        .args(["up", "--exit-on-stdin-eof", "--keep"])
+        .args(flags)
+        .arg("--dir")
         .arg(&dir)
         .arg("--bin")
         .arg(&bin)
@@ -135,7 +138,11 @@ fn start_testbed() -> TestBed {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
         })
         .collect();
-    for key in ["KUBECONFIG", "PROMETHEUS_URL", "PROMETHEUS_SD_DIR"] {
+    let mut keys = vec!["KUBECONFIG"];
+    if flags.contains(&"--prometheus") {
+        keys.extend(["PROMETHEUS_URL", "PROMETHEUS_SD_DIR"]);
+    }
+    for key in keys {
         assert!(env.contains_key(key), "kube up's env file lacks {key}");
     }
     eprintln!(
@@ -145,11 +152,18 @@ fn start_testbed() -> TestBed {
     );
     let bed = TestBed {
         kubeconfig: PathBuf::from(&env["KUBECONFIG"]),
-        prometheus_url: env["PROMETHEUS_URL"].clone(),
-        prometheus_sd_dir: PathBuf::from(&env["PROMETHEUS_SD_DIR"]),
+        // Port 9 (discard) is closed on loopback: queries fail at once.
+        prometheus_url: env
+            .get("PROMETHEUS_URL")
+            .cloned()
+            .unwrap_or_else(|| "http://127.0.0.1:9".to_string()),
+        prometheus_sd_dir: env
+            .get("PROMETHEUS_SD_DIR")
+            .map_or_else(|| dir.join("prometheus"), PathBuf::from),
         dir,
         bin,
         _cluster: std::sync::Mutex::new(child),
+        private: false,
     };
     bed.kubectl_ok(&[
         "apply",
@@ -157,12 +171,19 @@ fn start_testbed() -> TestBed {
         "-f",
         &repo_root().join("crds").to_string_lossy(),
     ]);
-    bed.kubectl_ok(&[
+    // Right after the apply the CRD may have no conditions yet, and `kubectl wait` fails
+    // on that at once instead of waiting: try again for a while.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let wait = [
         "wait",
         "--for=condition=Established",
         "crd/microservices.shoal.dev",
         "--timeout=60s",
-    ]);
+    ];
+    while !bed.kubectl(&wait).status.success() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    bed.kubectl_ok(&wait);
     bed
 }
 

@@ -39,6 +39,23 @@ impl Operator {
         self.stop();
     }
 
+    /// Freezes `shoal run` with SIGSTOP (its connections stay open, it reads nothing) until
+    /// [`Operator::resume`].
+    pub fn pause(&self) {
+        let pid = self
+            .pid()
+            .unwrap_or_else(|| panic!("no shoal process to pause; see {}", self.log.display()));
+        signal(pid, "STOP");
+    }
+
+    /// Lets a paused `shoal run` carry on (SIGCONT).
+    pub fn resume(&self) {
+        let pid = self
+            .pid()
+            .unwrap_or_else(|| panic!("no shoal process to resume; see {}", self.log.display()));
+        signal(pid, "CONT");
+    }
+
     /// The operator's log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

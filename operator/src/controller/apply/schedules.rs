@@ -25,7 +25,7 @@ impl Step<'_> {
         for job in desired {
             let current = live.iter().find(|l| l.name_any() == job.name_any());
             if needs_apply(job, current.map(|c| &**c)) {
-                self.apply(job, current.is_some()).await?;
+                self.apply(job, current.map(|c| &**c)).await?;
             }
         }
         let wanted: BTreeSet<String> = desired.iter().map(ResourceExt::name_any).collect();

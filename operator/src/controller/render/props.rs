@@ -1,6 +1,6 @@
 //! Property tests of the renderer over generated valid specs (`crate::arbitrary`): every
-//! generated spec validates, rendering never panics and is deterministic (the same bytes
-//! twice, and from a copy of the spec).
+//! generated spec passes the CRD's CEL rules and validates, rendering never panics and is
+//! deterministic (the same bytes twice, and from a copy of the spec).
 
 use proptest::prelude::*;
 
@@ -30,6 +30,9 @@ proptest! {
     #[test]
     fn generated_specs_validate_and_render_deterministically(spec in spec()) {
         let ms = microservice("shop", "prod", "u-1", spec.clone());
+        // The CRD's CEL rules (as the apiserver runs them) take every generated spec too.
+        let cel = kube::core::cel::validate_cel(&ms);
+        prop_assert!(cel.is_ok(), "a generated spec fails the CRD's rules: {:?}\n{spec:#}", cel.err());
         let valid = validate(&ms);
         prop_assert!(valid.is_ok(), "a generated spec is refused: {:?}\n{spec:#}", valid.err());
         let valid = valid.expect("checked");
