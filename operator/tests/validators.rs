@@ -74,22 +74,6 @@ fn prometheus_operator_crds() -> PathBuf {
     ))
 }
 
-fn helm() -> PathBuf {
-    let bin = std::env::var_os("CLUSTER_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
-                .join(".cache/shoal/cluster-bin")
-        });
-    let helm = bin.join("helm");
-    assert!(
-        helm.exists(),
-        "{} is missing: run `make cluster-bin` (or set CLUSTER_BIN)",
-        helm.display()
-    );
-    helm
-}
-
 /// A scratch directory of this test process, removed when dropped.
 struct Scratch(PathBuf);
 
@@ -142,7 +126,7 @@ fn inputs(scratch: &Path) -> Vec<(String, PathBuf)> {
         out.push((stem, golden));
     }
     for (name, extra) in CHART_RENDERS {
-        let rendered = Command::new(helm())
+        let rendered = Command::new(support::helm())
             .current_dir(&root)
             .args([
                 "template",

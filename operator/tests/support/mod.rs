@@ -65,3 +65,21 @@ pub fn assert_golden(path: PathBuf, actual: &str) {
         path.display()
     );
 }
+
+/// The test bed's helm (`$CLUSTER_BIN/helm`, default `~/.cache/shoal/cluster-bin/helm`);
+/// panics with the command that builds it when it is missing.
+pub fn helm() -> PathBuf {
+    let bin = std::env::var_os("CLUSTER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+                .join(".cache/shoal/cluster-bin")
+        });
+    let helm = bin.join("helm");
+    assert!(
+        helm.exists(),
+        "{} is missing: run `make cluster-bin` (or set CLUSTER_BIN); the chart tests need the real helm",
+        helm.display()
+    );
+    helm
+}
