@@ -27,6 +27,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -171,19 +172,19 @@ fn any<K>(_: &K) -> bool {
 }
 
 /// The children of every kind the bare writer writes, per Microservice (the example's
-/// nightly schedule is a CronJob; with fewer than 2 replicas there is no
-/// PodDisruptionBudget).
+/// nightly schedule is a CronJob), and a PodDisruptionBudget with `--replicas` 2 or more.
 const KINDS: [&str; 5] = ["ConfigMap", "Deployment", "Service", "Ingress", "CronJob"];
 
 /// Watches recording when every child of `count` Microservices exists.
 fn watch_children(
     client: &Client,
     ns: &str,
-    count: usize,
+    args: &Args,
     start: Instant,
     limit: Duration,
 ) -> Vec<tokio::task::JoinHandle<Option<f64>>> {
-    vec![
+    let count = args.count;
+    let mut watches = vec![
         watch_until::<ConfigMap>(client, ns, count, start, limit, |c| {
             c.name_any().contains("-config-")
         }),
@@ -191,7 +192,14 @@ fn watch_children(
         watch_until::<Service>(client, ns, count, start, limit, any),
         watch_until::<Ingress>(client, ns, count, start, limit, any),
         watch_until::<CronJob>(client, ns, count, start, limit, any),
-    ]
+    ];
+    // A PodDisruptionBudget is rendered for services that can run 2+ replicas.
+    if args.replicas >= 2 {
+        watches.push(watch_until::<PodDisruptionBudget>(
+            client, ns, count, start, limit, any,
+        ));
+    }
+    watches
 }
 
 async fn slowest(handles: Vec<tokio::task::JoinHandle<Option<f64>>>) -> Option<f64> {
@@ -314,7 +322,7 @@ async fn shoal_round(bed: &TestBed, client: &Client, args: &Args, round: usize) 
     let op = Operator::start(bed, &ns);
     let limit = Duration::from_secs(600);
     let start = Instant::now();
-    let children = watch_children(client, &ns, args.count, start, limit);
+    let children = watch_children(client, &ns, args, start, limit);
     let ready = watch_until::<Microservice>(client, &ns, args.count, start, limit, is_ready);
     let api: Api<Microservice> = Api::namespaced(client.clone(), &ns);
     futures::stream::iter(names(args.count))
@@ -381,7 +389,7 @@ async fn bare_round(bed: &TestBed, client: &Client, args: &Args, round: usize) -
     let ns = bed.namespace(&format!("bare-{round}"));
     let limit = Duration::from_secs(600);
     let start = Instant::now();
-    let children = watch_children(client, &ns, args.count, start, limit);
+    let children = watch_children(client, &ns, args, start, limit);
     let objects: Vec<_> = names(args.count)
         .into_iter()
         .map(|name| {
@@ -451,6 +459,11 @@ async fn main() {
         args.rounds,
         args.concurrency,
         KINDS.join(", ")
+            + if args.replicas >= 2 {
+                ", PodDisruptionBudget"
+            } else {
+                ""
+            }
     );
     let mut shoal = Vec::new();
     let mut bare = Vec::new();
