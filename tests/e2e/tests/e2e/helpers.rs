@@ -163,3 +163,15 @@ pub fn writes_per_object(bed: &TestBed, ns: &str) -> HashMap<(String, String), u
     }
     counts
 }
+
+/// A fresh namespace for `test` where Pod Security `restricted` is enforced.
+pub fn restricted_namespace(bed: &TestBed, test: &str) -> String {
+    let ns = bed.namespace(test);
+    bed.kubectl_ok(&[
+        "label",
+        "namespace",
+        &ns,
+        "pod-security.kubernetes.io/enforce=restricted",
+    ]);
+    ns
+}

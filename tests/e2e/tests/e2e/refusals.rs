@@ -110,13 +110,7 @@ async fn children_the_apiserver_refuses_give_apply_failed_naming_the_field() {
 #[tokio::test(flavor = "multi_thread")]
 async fn pods_refused_by_pod_security_give_failed_create_and_the_defaults_are_admitted() {
     let bed = testbed();
-    let ns = bed.namespace("failed-create");
-    bed.kubectl_ok(&[
-        "label",
-        "namespace",
-        &ns,
-        "pod-security.kubernetes.io/enforce=restricted",
-    ]);
+    let ns = restricted_namespace(bed, "failed-create");
     let _op = bed.operator(&ns, &[]);
     // A container that asks for privilege escalation: Pod Security refuses its pods.
     apply(
@@ -146,13 +140,7 @@ async fn pods_refused_by_pod_security_give_failed_create_and_the_defaults_are_ad
 #[tokio::test(flavor = "multi_thread")]
 async fn every_example_becomes_ready_under_pod_security_restricted() {
     let bed = testbed();
-    let ns = bed.namespace("restricted");
-    bed.kubectl_ok(&[
-        "label",
-        "namespace",
-        &ns,
-        "pod-security.kubernetes.io/enforce=restricted",
-    ]);
+    let ns = restricted_namespace(bed, "restricted");
     let _op = bed.operator(&ns, &[]);
     let examples = [
         ("minimal.yaml", "hello"),

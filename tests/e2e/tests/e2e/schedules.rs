@@ -15,13 +15,7 @@ fn job_image(job: &Value) -> Option<&str> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_schedule_runs_jobs_with_the_current_image_and_goes_with_its_entry() {
     let bed = testbed();
-    let ns = bed.namespace("schedules");
-    bed.kubectl_ok(&[
-        "label",
-        "namespace",
-        &ns,
-        "pod-security.kubernetes.io/enforce=restricted",
-    ]);
+    let ns = restricted_namespace(bed, "schedules");
     let _op = bed.operator(&ns, &[]);
     let spec = |image: &str, schedules: &str| {
         format!(
