@@ -308,9 +308,12 @@ async fn annotated_pods_are_scraped_and_scaled_on_without_the_prometheus_operato
     assert_eq!(replicas, 4);
 
     // The series carry the labels of the contract, and the address the annotations name.
+    // Counted per pod and address: each pod serves one series per status `code`.
     let series = |selector: &str| {
         prometheus
-            .query_value(&format!("count(http_requests_total{{{selector}}})"))
+            .query_value(&format!(
+                "count(count by (pod, instance) (http_requests_total{{{selector}}}))"
+            ))
             .unwrap_or(0.0)
     };
     wait_for("the 4 pods of api to be scraped", TIMEOUT, || async {

@@ -1,7 +1,7 @@
-//! `loadsim`: invents per-pod request and CPU counters for the serving pods of Shoal-managed
-//! services in one namespace and serves them on `/metrics`. See README.md.
+//! `loadsim`: invents per-pod request, latency and CPU figures for the serving pods of
+//! Shoal-managed services in one namespace and serves them on `/metrics`. See README.md.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -74,6 +74,9 @@ struct App {
     noise: f64,
     /// When the counters last advanced, and the noise source.
     clock: Mutex<(Instant, fastrand::Rng)>,
+    /// Problems with pods' track labels or loadsim annotations seen in the last tick, so
+    /// each is logged once when it appears rather than on every tick.
+    warned: Mutex<BTreeSet<(String, String)>>,
 }
 
 impl App {
@@ -93,7 +96,15 @@ impl App {
             .into_iter()
             .map(|(s, (rps, _))| (s, apply_noise(rps, self.noise, draw)))
             .collect();
-        let pods: Vec<_> = store.state().iter().filter_map(|p| pod_view(p)).collect();
+        let mut pods = Vec::new();
+        let mut warnings = BTreeSet::new();
+        for pod in store.state() {
+            if let Some((view, problems)) = pod_view(&pod) {
+                warnings.extend(problems.into_iter().map(|w| (view.name.clone(), w)));
+                pods.push(view);
+            }
+        }
+        self.log_new_warnings(warnings);
         let mut sim = lock(&self.sim);
         advance(&mut sim, &loads, &pods, &self.cost, dt);
         Some(
@@ -102,6 +113,15 @@ impl App {
                 .map(|(s, st)| (s.clone(), st.serving))
                 .collect(),
         )
+    }
+
+    /// Logs the warnings not in the previous tick's set, and keeps `current` as that set.
+    fn log_new_warnings(&self, current: BTreeSet<(String, String)>) {
+        let mut warned = lock(&self.warned);
+        for (pod, problem) in current.difference(&warned) {
+            warn!(%pod, "{problem}");
+        }
+        *warned = current;
     }
 }
 
@@ -173,6 +193,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         cost,
         noise: args.noise,
         clock: Mutex::new((Instant::now(), fastrand::Rng::new())),
+        warned: Mutex::new(BTreeSet::new()),
     });
 
     // Pod cache.
@@ -306,7 +327,7 @@ fn shutdown_signal(
     })
 }
 
-/// `?pod=NAME`: only that pod's counters, unlabelled, as the pod itself would serve them
+/// `?pod=NAME`: only that pod's request and latency series, without pod labels, as the pod itself would serve them
 /// (for a Prometheus that finds the pods through the apiserver and relabels).
 #[derive(Deserialize)]
 struct MetricsQuery {

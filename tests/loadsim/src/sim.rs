@@ -3,6 +3,28 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::latency::LatencyHistogram;
+
+/// Release track of a pod (label `shoal.dev/track`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Track {
+    /// No track label, or `stable`.
+    #[default]
+    Stable,
+    /// `canary`.
+    Canary,
+}
+
+impl Track {
+    /// The value of the `track` label on the simulator's series.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stable => "stable",
+            Self::Canary => "canary",
+        }
+    }
+}
+
 /// What the simulator needs to know about one pod.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PodView {
@@ -12,6 +34,11 @@ pub struct PodView {
     pub service: String,
     /// Running, Ready=True and not being deleted.
     pub serving: bool,
+    pub track: Track,
+    /// Share of the pod's requests answered with a 5xx (0..=1).
+    pub error_ratio: f64,
+    /// Median latency of the pod's requests, in seconds.
+    pub latency_median: f64,
 }
 
 /// Counters of one pod. They exist from the first tick at which the pod serves until the pod
@@ -20,10 +47,36 @@ pub struct PodView {
 pub struct PodCounters {
     pub service: String,
     pub uid: String,
-    /// `http_requests_total` (a float counter).
-    pub requests: f64,
+    /// The pod's track as of the last tick.
+    pub track: Track,
+    /// `http_requests_total{code="200"}` (a float counter).
+    pub ok: f64,
+    /// `http_requests_total{code="500"}` (a float counter).
+    pub errors: f64,
     /// `container_cpu_usage_seconds_total`.
     pub cpu_seconds: f64,
+    /// `http_request_duration_seconds`: its count follows `ok + errors`.
+    pub latency: LatencyHistogram,
+}
+
+impl PodCounters {
+    /// Fresh counters for `pod`.
+    pub fn new(pod: &PodView) -> Self {
+        Self {
+            service: pod.service.clone(),
+            uid: pod.uid.clone(),
+            track: pod.track,
+            ok: 0.0,
+            errors: 0.0,
+            cpu_seconds: 0.0,
+            latency: LatencyHistogram::default(),
+        }
+    }
+
+    /// Requests served, whatever the status code.
+    pub fn requests(&self) -> f64 {
+        self.ok + self.errors
+    }
 }
 
 /// Per-service figures of the last tick, plus the dropped-requests counter.
@@ -57,9 +110,11 @@ pub struct CostModel {
 ///
 /// `loads` maps service name to its request rate (req/s) for this tick; `pods` are all pods
 /// currently known (serving or not). Pods absent from `pods` (or whose uid changed) lose their
-/// counters. For a service with load `L` and `N > 0` serving pods each serving pod gets
-/// `L/N * dt` requests and `(base_cpu + cpu_per_request * L/N) * dt` CPU-seconds; with `N = 0`
-/// the service's dropped counter grows by `L * dt`.
+/// counters. For a service with load `L` and `N > 0` serving pods (whatever their track) each
+/// serving pod gets `r = L/N * dt` requests, `r * (1 - e)` answered 200 and `r * e` answered
+/// 500 for its error ratio `e`, spread over the latency histogram by its median, and
+/// `(base_cpu + cpu_per_request * L/N) * dt` CPU-seconds; with `N = 0` the service's dropped
+/// counter grows by `L * dt`.
 pub fn advance(
     state: &mut SimState,
     loads: &BTreeMap<String, f64>,
@@ -109,14 +164,18 @@ pub fn advance(
         let counters = state
             .pods
             .entry(pod.name.clone())
-            .or_insert_with(|| PodCounters {
-                service: pod.service.clone(),
-                uid: pod.uid.clone(),
-                requests: 0.0,
-                cpu_seconds: 0.0,
-            });
+            .or_insert_with(|| PodCounters::new(pod));
         counters.service.clone_from(&pod.service);
-        counters.requests += per_pod * dt;
+        counters.track = pod.track;
+        let requests = per_pod * dt;
+        let error_ratio = if pod.error_ratio.is_finite() {
+            pod.error_ratio.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        counters.ok += requests * (1.0 - error_ratio);
+        counters.errors += requests * error_ratio;
+        counters.latency.record(requests, pod.latency_median);
         counters.cpu_seconds += (cost.base_cpu + cost.cpu_per_request * per_pod) * dt;
     }
 }
@@ -146,6 +205,9 @@ mod tests {
             uid: format!("uid-{name}"),
             service: service.into(),
             serving,
+            track: Track::Stable,
+            error_ratio: 0.0,
+            latency_median: 0.05,
         }
     }
 
@@ -168,13 +230,13 @@ mod tests {
         ];
         advance(&mut s, &loads(&[("api", 100.0)]), &pods, &COST, 0.5);
         let api1 = &s.pods["api-1"];
-        assert!(close(api1.requests, 25.0));
+        assert!(close(api1.requests(), 25.0));
         assert!(close(api1.cpu_seconds, (0.01 + 0.005 * 50.0) * 0.5));
-        assert!(close(s.pods["api-2"].requests, 25.0));
+        assert!(close(s.pods["api-2"].requests(), 25.0));
         // Never served: no counters at all.
         assert!(!s.pods.contains_key("api-3"));
         // Serving without load: base CPU only.
-        assert!(close(s.pods["web-1"].requests, 0.0));
+        assert!(close(s.pods["web-1"].requests(), 0.0));
         assert!(close(s.pods["web-1"].cpu_seconds, 0.005));
         assert_eq!(s.services["api"].serving, 2);
         assert!(close(s.services["api"].offered, 100.0));
@@ -187,21 +249,21 @@ mod tests {
         let mut s = SimState::default();
         let l = loads(&[("api", 60.0)]);
         advance(&mut s, &l, &[pod("a", "api", true)], &COST, 1.0);
-        assert!(close(s.pods["a"].requests, 60.0));
+        assert!(close(s.pods["a"].requests(), 60.0));
         // A second pod comes up: per-pod rate halves.
         let two = [pod("a", "api", true), pod("b", "api", true)];
         advance(&mut s, &l, &two, &COST, 1.0);
-        assert!(close(s.pods["a"].requests, 90.0));
-        assert!(close(s.pods["b"].requests, 30.0));
+        assert!(close(s.pods["a"].requests(), 90.0));
+        assert!(close(s.pods["b"].requests(), 30.0));
         // "a" stops serving (e.g. terminating): its counters freeze, "b" takes everything.
         let a_off = [pod("a", "api", false), pod("b", "api", true)];
         advance(&mut s, &l, &a_off, &COST, 1.0);
-        assert!(close(s.pods["a"].requests, 90.0));
-        assert!(close(s.pods["b"].requests, 90.0));
+        assert!(close(s.pods["a"].requests(), 90.0));
+        assert!(close(s.pods["b"].requests(), 90.0));
         // "a" is gone: its series disappears.
         advance(&mut s, &l, &[pod("b", "api", true)], &COST, 1.0);
         assert!(!s.pods.contains_key("a"));
-        assert!(close(s.pods["b"].requests, 150.0));
+        assert!(close(s.pods["b"].requests(), 150.0));
         assert!(close(s.services["api"].dropped, 0.0));
     }
 
@@ -213,8 +275,55 @@ mod tests {
         let mut again = pod("a", "api", true);
         again.uid = "other".into();
         advance(&mut s, &l, &[again], &COST, 1.0);
-        assert!(close(s.pods["a"].requests, 10.0));
+        assert!(close(s.pods["a"].requests(), 10.0));
         assert_eq!(s.pods["a"].uid, "other");
+    }
+
+    #[test]
+    fn requests_split_by_code_and_tracks_share_the_load_by_replicas() {
+        let mut s = SimState::default();
+        let mut canary = pod("api-canary-1", "api", true);
+        canary.track = Track::Canary;
+        canary.error_ratio = 0.2;
+        canary.latency_median = 0.8;
+        let pods = [pod("api-1", "api", true), pod("api-2", "api", true), canary];
+        let l = loads(&[("api", 300.0)]);
+        for _ in 0..4 {
+            advance(&mut s, &l, &pods, &COST, 0.5);
+        }
+        // 300 req/s over three pods for 2 s: 200 each, whatever the track.
+        for name in ["api-1", "api-2", "api-canary-1"] {
+            let c = &s.pods[name];
+            assert!(close(c.requests(), 200.0), "{name}: {c:?}");
+            assert!(close(c.latency.count(), c.requests()), "{name}: {c:?}");
+        }
+        assert!(close(s.pods["api-1"].ok, 200.0));
+        assert!(close(s.pods["api-1"].errors, 0.0));
+        assert_eq!(s.pods["api-1"].track, Track::Stable);
+        let c = &s.pods["api-canary-1"];
+        assert_eq!(c.track, Track::Canary);
+        assert!(close(c.ok, 160.0) && close(c.errors, 40.0), "{c:?}");
+        // The canary's median is 800 ms, the stable pods' 50 ms: half the canary's requests
+        // within 0.8 s lands between the 0.5 and 1 s buckets, half the stable's at 0.05 s.
+        let (stable, slow) = (s.pods["api-1"].latency.cumulative(), c.latency.cumulative());
+        assert!((stable[3] - 100.0).abs() < 1e-4, "{stable:?}");
+        assert!(slow[6] < 100.0 && slow[7] > 100.0, "{slow:?}");
+        // CPU follows the per-pod rate, not the track.
+        assert!(close(c.cpu_seconds, s.pods["api-1"].cpu_seconds));
+    }
+
+    #[test]
+    fn a_changed_error_ratio_applies_from_the_next_tick() {
+        let mut s = SimState::default();
+        let l = loads(&[("api", 10.0)]);
+        let mut p = pod("a", "api", true);
+        advance(&mut s, &l, std::slice::from_ref(&p), &COST, 1.0);
+        p.error_ratio = 1.0;
+        advance(&mut s, &l, std::slice::from_ref(&p), &COST, 1.0);
+        p.error_ratio = f64::NAN;
+        advance(&mut s, &l, std::slice::from_ref(&p), &COST, 1.0);
+        assert!(close(s.pods["a"].ok, 20.0));
+        assert!(close(s.pods["a"].errors, 10.0));
     }
 
     #[test]
@@ -238,7 +347,7 @@ mod tests {
         let l = loads(&[("api", 40.0)]);
         advance(&mut s, &l, &[pod("a", "api", true)], &COST, f64::NAN);
         advance(&mut s, &l, &[pod("a", "api", true)], &COST, -1.0);
-        assert!(close(s.pods["a"].requests, 0.0));
+        assert!(close(s.pods["a"].requests(), 0.0));
         assert!(close(s.pods["a"].cpu_seconds, 0.0));
     }
 
