@@ -73,6 +73,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         concurrency,
         namespace: namespace.clone(),
         pod_monitor_recheck: Duration::from_secs(pod_monitor_recheck_seconds.max(1)),
+        analysis: Some(metrics_config.clone()),
     };
     let autoscaler_config = crate::autoscaler::Config {
         tick: Duration::from_secs_f64(tick_seconds),
@@ -166,6 +167,7 @@ fn metrics_config(args: MetricsArgs) -> anyhow::Result<MetricsConfig> {
         cpu_selector,
         rate_window,
         burst_window,
+        track_label,
     } = args;
     anyhow::ensure!(
         prometheus_timeout_seconds > 0.0,
@@ -182,6 +184,7 @@ fn metrics_config(args: MetricsArgs) -> anyhow::Result<MetricsConfig> {
         cpu_selector,
         rate_window,
         burst_window,
+        track_label,
     };
     config.rate_window_seconds().map_err(anyhow::Error::msg)?;
     promql_parser::util::parse_duration(&config.burst_window)

@@ -136,4 +136,8 @@ pub struct MetricsArgs {
     /// Range of the burst irate() (PromQL duration).
     #[arg(long, env = "SHOAL_BURST_WINDOW", default_value = "30s")]
     pub burst_window: String,
+    /// Label of the request counter and latency histogram naming the track of a canary
+    /// release (`canary`; any other value or none is the stable track).
+    #[arg(long, env = "SHOAL_TRACK_LABEL", default_value = "track")]
+    pub track_label: String,
 }

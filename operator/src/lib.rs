@@ -8,6 +8,7 @@
 //! [`kube_ext`] for their API calls; `docs/architecture.md` says which module may use which.
 #![forbid(unsafe_code)]
 
+pub mod analysis;
 pub mod app;
 #[cfg(feature = "test-support")]
 pub mod arbitrary;

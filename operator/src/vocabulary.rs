@@ -99,6 +99,12 @@ words! {
         NoRollback = "NoRollback",
         /// Degraded: the rollout is healthy.
         Healthy = "Healthy",
+        /// Progressing: a canary goes through its steps (the message names the step).
+        CanaryStep = "CanaryStep",
+        /// Progressing: a canary waits at a pause without a duration for a promote.
+        CanaryPaused = "CanaryPaused",
+        /// Degraded, RolledBack: a canary failed its analysis (or had no data) and was removed.
+        CanaryAnalysisFailed = "CanaryAnalysisFailed",
     }
 }
 

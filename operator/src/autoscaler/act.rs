@@ -63,8 +63,12 @@ pub async fn act(
     let valid = &observed.target.valid;
     let reference = ms.object_ref(&());
     let current = observed.current;
+    // During a canary release the stable Deployment gets its share of the total.
+    let stable_target = observed.canary_weight.map_or(decision.desired, |w| {
+        crate::controller::canary::stable_share(decision.desired, w)
+    });
     let mut outcome = Outcome::Unchanged;
-    if decision.desired != current {
+    if decision.desired != current && stable_target != observed.stable {
         metrics.scale_write();
         metrics.scale_decision(current, decision.desired);
         let explanation = status::explain(&status);
@@ -72,7 +76,7 @@ pub async fn act(
         let wanted = match kube_ext::scale(
             &deployments,
             &valid.name,
-            decision.desired,
+            stable_target,
             AUTOSCALER_FIELD_MANAGER,
         )
         .await

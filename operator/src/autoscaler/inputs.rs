@@ -67,8 +67,14 @@ impl Target {
 pub struct Observed {
     /// The Microservice.
     pub target: Target,
-    /// `spec.replicas` of its Deployment.
+    /// The replicas it runs: `spec.replicas` of its Deployment, plus its canary's during
+    /// a canary release.
     pub current: i32,
+    /// `spec.replicas` of the (stable) Deployment.
+    pub stable: i32,
+    /// The canary's weight while a canary release is in its steps: the stable Deployment
+    /// then gets only its share of the desired total.
+    pub canary_weight: Option<i32>,
     /// A rollout of the Deployment is in progress.
     pub rollout_in_progress: bool,
     /// Its metrics, in the order request rate, CPU.
@@ -228,11 +234,36 @@ pub fn observe(
                 rollout_in_progress: Progress::of(&deployment).rollout_in_progress(),
                 target,
                 current,
+                stable: current,
+                canary_weight: None,
                 metrics,
                 queries,
             })
         })
         .collect()
+}
+
+/// Counts a canary release in: the canary's replicas join the current count, its weight
+/// splits the desired total ([`crate::controller::canary::stable_share`]), and while its
+/// pods are not all available there is no scale-down (as during a rollout).
+pub fn with_canary(observed: &mut Observed, canary: Option<&Deployment>) {
+    let status = observed.target.ms.status.as_ref();
+    let Some(c) = status
+        .and_then(|s| s.rollout.as_ref())
+        .and_then(|r| r.canary.as_ref())
+        .filter(|c| c.phase.in_flight())
+    else {
+        return;
+    };
+    let Some(canary) = canary else {
+        return;
+    };
+    let replicas = canary.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+    observed.current = observed.stable + replicas;
+    if c.phase != crate::crd::CanaryPhase::Promoting {
+        observed.canary_weight = Some(c.weight);
+    }
+    observed.rollout_in_progress |= Progress::of(canary).rollout_in_progress();
 }
 
 fn request_rate_reading(

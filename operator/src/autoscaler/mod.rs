@@ -202,13 +202,18 @@ impl Loop {
         .await;
         let pods = self.caches.pods.state();
         let deployments = &self.caches.deployments;
-        let observed = inputs::observe(
+        let mut observed = inputs::observe(
             &self.config.metrics,
             targets,
             |t| deployments.get(&ObjectRef::new(&t.valid.name).within(&t.valid.namespace)),
             &pods,
             &batches,
         );
+        for o in &mut observed {
+            let name = crate::controller::render::canary_name(&o.target.valid.name);
+            let canary = deployments.get(&ObjectRef::new(&name).within(&o.target.valid.namespace));
+            inputs::with_canary(o, canary.as_deref());
+        }
         let now = Time(k8s_openapi::jiff::Timestamp::now());
         let now_ms = now.0.as_millisecond();
         let mut plans = Vec::new();

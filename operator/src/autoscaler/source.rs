@@ -90,6 +90,8 @@ pub struct MetricsConfig {
     pub rate_window: String,
     /// Range of the burst `irate()`, e.g. `30s`.
     pub burst_window: String,
+    /// Label naming the track of a canary release (`canary`, else stable).
+    pub track_label: String,
 }
 
 /// Key of a batched result: (namespace, name) or (namespace, service, pod) joined.
@@ -326,6 +328,7 @@ pub(crate) mod tests {
             cpu_selector: "container!=\"\"".into(),
             rate_window: "1m".into(),
             burst_window: "30s".into(),
+            track_label: "track".into(),
         }
     }
 

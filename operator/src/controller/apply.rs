@@ -36,6 +36,8 @@ pub struct Live {
     pub config_map: Option<Arc<PartialObjectMeta<ConfigMap>>>,
     /// The Deployment.
     pub deployment: Option<Arc<Deployment>>,
+    /// The canary Deployment (`<name>-canary`).
+    pub canary: Option<Arc<Deployment>>,
     /// The Service.
     pub service: Option<Arc<Service>>,
     /// The Ingress.
@@ -74,6 +76,7 @@ impl Live {
         Live {
             config_map: lookup(&stores.config_maps, ms, &ms.config_map_name()),
             deployment,
+            canary: lookup(&stores.deployments, ms, &render::canary_name(&ms.name)),
             service: lookup(&stores.services, ms, &ms.name),
             ingress: lookup(&stores.ingresses, ms, &ms.name),
             hpa: lookup(&stores.hpas, ms, &ms.name),
@@ -93,10 +96,28 @@ impl Live {
     pub fn observed<'a>(
         &'a self,
         ms: &'a Microservice,
-        valid: &ValidatedMicroservice,
+        valid: &'a ValidatedMicroservice,
         children: &'a Children,
+        sample: Option<&'a crate::analysis::Sample>,
+        now: k8s_openapi::jiff::Timestamp,
     ) -> rollout::Observed<'a> {
+        let promote_annotation = ms
+            .annotations()
+            .get(super::canary::PROMOTE_ANNOTATION)
+            .is_some_and(|v| v == "true");
         rollout::Observed {
+            canary: valid
+                .rollout
+                .canary
+                .as_ref()
+                .map(|policy| rollout::CanaryView {
+                    policy,
+                    desired_image: &valid.app.image,
+                    deployment: self.canary.as_deref(),
+                    promote: policy.promote || promote_annotation,
+                    sample,
+                    now,
+                }),
             generation: valid.generation,
             desired_template_hash: &children.template_hash,
             auto_rollback: valid.rollout.auto_rollback,
@@ -188,6 +209,7 @@ impl Step<'_> {
         }
         step.deployment(&deployment, live, &transition.template)
             .await?;
+        step.canary(&deployment, live, transition).await?;
         let live_service = step.reclaim(&service, live.service.clone()).await?;
         if needs_apply(&service, live_service.as_deref()) {
             step.apply(&service, live_service.as_deref()).await?;
@@ -499,6 +521,7 @@ fn needs_apply<K: Serialize>(desired: &K, live: Option<&K>) -> bool {
     diff::needs_apply(&desired, live.as_ref())
 }
 
+mod canary;
 mod prune;
 mod schedules;
 

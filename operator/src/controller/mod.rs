@@ -8,6 +8,7 @@
 //! reconcile with nothing to do writes nothing.
 
 pub mod apply;
+pub mod canary;
 pub mod diff;
 pub mod pod_monitors;
 pub mod reclaim;
@@ -61,6 +62,8 @@ pub struct Config {
     pub namespace: Option<String>,
     /// Time between two discovery checks for the Prometheus Operator's PodMonitor CRD.
     pub pod_monitor_recheck: Duration,
+    /// Where canary analyses read their metrics.
+    pub analysis: Option<crate::autoscaler::source::MetricsConfig>,
 }
 
 /// Watch caches of the children.
@@ -136,6 +139,8 @@ pub struct Context {
     /// The children written in the last seconds, so that a cache behind our own write does
     /// not make a pass write the same again.
     written: apply::Written,
+    /// The canary analysis, when the operator has a Prometheus to ask.
+    analyzer: Option<Arc<crate::analysis::Analyzer>>,
 }
 
 /// How long a status write that only reports a rollout's progress may wait after the
@@ -158,7 +163,16 @@ impl Context {
             pod_monitors: Arc::default(),
             status_written: Mutex::new(HashMap::new()),
             written: apply::Written::default(),
+            analyzer: None,
         }
+    }
+
+    /// Reads canary analyses from `analyzer` (whose task [`crate::analysis::Analyzer::run`]
+    /// queries Prometheus); without one a canary finds no data and is aborted after its
+    /// `noDataTimeout`.
+    pub fn with_analyzer(mut self, analyzer: Arc<crate::analysis::Analyzer>) -> Context {
+        self.analyzer = Some(analyzer);
+        self
     }
 
     /// Reads PodMonitors from `pod_monitors` (filled by [`pod_monitors::watch`]); without
@@ -322,9 +336,16 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>) {
             available: pod_monitors_available,
         },
     ));
-    let ctx = Arc::new(
-        Context::new(client, stores, config.resync, metrics).with_pod_monitors(pod_monitors),
-    );
+    let analyzer = config
+        .analysis
+        .map(|m| Arc::new(crate::analysis::Analyzer::new(m)));
+    let analysis_task = analyzer.clone().map(|a| tokio::spawn(a.run()));
+    let mut ctx =
+        Context::new(client, stores, config.resync, metrics).with_pod_monitors(pod_monitors);
+    if let Some(analyzer) = analyzer {
+        ctx = ctx.with_analyzer(analyzer);
+    }
+    let ctx = Arc::new(ctx);
     let replica_set_task = tokio::spawn(replica_set_watch.for_each(|_| futures::future::ready(())));
     info!("starting the Microservice controller");
     controller
@@ -340,6 +361,9 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>) {
         task.abort();
     }
     pod_monitor_task.abort();
+    if let Some(task) = analysis_task {
+        task.abort();
+    }
     info!("controller stopped");
 }
 

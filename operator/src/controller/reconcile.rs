@@ -11,7 +11,7 @@ use tracing::instrument;
 
 use super::apply::{self, Live};
 use super::status::{self, EventSpec};
-use super::{Context, render, rollout};
+use super::{Context, canary, render, rollout};
 use crate::crd::{Microservice, MicroserviceStatus};
 use crate::error::{Error, Result};
 use crate::validate::{self, InvalidSpec, ValidatedMicroservice};
@@ -33,7 +33,18 @@ pub async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Actio
     };
     let children = render::render(&valid); // no client
     let live = Live::from_stores(&ctx.stores, &valid); // no client (watch caches)
-    let mut transition = rollout::transition(&live.observed(&ms, &valid, &children)); // no client
+    let canary_key = (valid.namespace.clone(), valid.name.clone());
+    let sample = ctx.analyzer.as_ref().and_then(|a| a.latest(&canary_key)); // no client
+    let mut transition =
+        rollout::transition(&live.observed(&ms, &valid, &children, sample.as_ref(), now().0)); // no client
+    let canary_in_flight = canary::in_flight(&transition.status);
+    if let (Some(analyzer), Some(policy)) = (&ctx.analyzer, &valid.rollout.canary) {
+        // The analysis runs while a canary is in flight (no client: the analyzer's task queries).
+        match canary_in_flight {
+            true => analyzer.want(canary_key, &policy.analysis),
+            false => analyzer.forget(&canary_key),
+        }
+    }
     let applied = match apply::apply(&ctx, &ms, &valid, children, &live, &transition).await {
         Ok(applied) => applied, // client
         Err(err) => return Err(report_apply_failed(&ctx, &ms, &valid, err).await), // client
@@ -55,9 +66,11 @@ pub async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Actio
         write_status(&ctx, &ms, &new).await?; // client
     }
     ctx.forget_failures(&ms);
-    Ok(Action::requeue(
-        held.map_or(ctx.resync, |d| d.min(ctx.resync)),
-    ))
+    let mut requeue = held.map_or(ctx.resync, |d| d.min(ctx.resync));
+    if canary_in_flight {
+        requeue = requeue.min(canary::CANARY_REQUEUE);
+    }
+    Ok(Action::requeue(requeue))
 }
 
 /// An invalid spec: Ready=False and a Warning Event, then nothing until the spec changes.

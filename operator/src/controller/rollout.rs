@@ -45,6 +45,25 @@ pub struct Observed<'a> {
     pub deployment: Option<&'a Deployment>,
     /// The Deployment's ReplicaSets.
     pub replica_sets: &'a [Arc<ReplicaSet>],
+    /// Strategy Canary: what the canary transition needs. None for RollingUpdate.
+    pub canary: Option<CanaryView<'a>>,
+}
+
+/// What the canary transition needs besides [`Observed`].
+#[derive(Clone, Copy)]
+pub struct CanaryView<'a> {
+    /// The policy.
+    pub policy: &'a crate::validate::CanaryPolicy,
+    /// The image this generation asks for.
+    pub desired_image: &'a str,
+    /// The live canary Deployment.
+    pub deployment: Option<&'a Deployment>,
+    /// A promote was asked for.
+    pub promote: bool,
+    /// The latest analysis sample.
+    pub sample: Option<&'a crate::analysis::Sample>,
+    /// Now.
+    pub now: k8s_openapi::jiff::Timestamp,
 }
 
 /// The transition's result.
@@ -56,6 +75,8 @@ pub struct Transition {
     pub conditions: Vec<ConditionSpec>,
     /// The new `status.rollout` (before the controller records its apply).
     pub status: RolloutStatus,
+    /// Replicas of the canary Deployment; None: it must not exist.
+    pub canary_replicas: Option<i32>,
 }
 
 fn annotation<'a>(map: Option<&'a BTreeMap<String, String>>, key: &str) -> Option<&'a str> {
@@ -133,6 +154,7 @@ fn healthy(progressing: ConditionSpec) -> Vec<ConditionSpec> {
 /// Apply the desired template: a rollout starts.
 fn roll_forward(message: impl Into<String>, status: RolloutStatus) -> Transition {
     Transition {
+        canary_replicas: None,
         template: Template::Desired,
         conditions: healthy(ConditionSpec::of(
             ConditionType::Progressing,
@@ -144,8 +166,83 @@ fn roll_forward(message: impl Into<String>, status: RolloutStatus) -> Transition
     }
 }
 
-/// The rollout transition.
+/// The rollout transition: the rolling one, then (strategy Canary) the canary's part.
 pub fn transition(o: &Observed) -> Transition {
+    let mut t = rolling(o);
+    if let (Some(view), Some(deployment)) = (o.canary, o.deployment) {
+        canary_part(o, &view, deployment, &mut t);
+    } else if let Some(c) = t.status.canary.as_mut().filter(|c| c.phase.in_flight()) {
+        // Strategy changed to RollingUpdate during a canary: it ends.
+        *c = super::canary::superseded(Some(c)).unwrap_or_else(|| c.clone());
+    }
+    t
+}
+
+/// Strategy Canary: a roll-forward of the stable Deployment becomes a canary; a canary
+/// ends when held, promoted or no longer wanted.
+fn canary_part(o: &Observed, view: &CanaryView, deployment: &Deployment, t: &mut Transition) {
+    use super::canary;
+    let live_hash = revision_of(deployment.spec.as_ref().map(|s| &s.template), None)
+        .template_hash
+        .unwrap_or_default();
+    let previous = t.status.canary.clone();
+    let held = t.status.held_generation == Some(o.generation);
+    if held {
+        // Held (failed, rolled back by hand): a canary in flight ends.
+        if let Some(c) = t.status.canary.as_mut().filter(|c| c.phase.in_flight()) {
+            c.phase = crate::crd::CanaryPhase::Aborted;
+            c.canary_replicas = Some(0);
+            c.message = Some("aborted: the Deployment was rolled back".to_string());
+        }
+        t.canary_replicas = None;
+        return;
+    }
+    if live_hash == o.desired_template_hash {
+        // The stable Deployment has (or takes) the desired template: a canary in flight is
+        // being promoted (it stays until the stable rollout completes) or superseded.
+        if let Some(c) = previous.filter(|c| c.phase.in_flight()) {
+            let promoting = c.phase == crate::crd::CanaryPhase::Promoting
+                && c.template_hash == o.desired_template_hash;
+            if promoting && !Progress::of(deployment).complete() {
+                t.canary_replicas = c.canary_replicas.filter(|r| *r > 0);
+            } else {
+                t.status.canary = canary::superseded(Some(&c));
+                t.canary_replicas = None;
+            }
+        }
+        return;
+    }
+    if t.template != Template::Desired {
+        return;
+    }
+    let out = canary::transition(&canary::Observed {
+        policy: view.policy,
+        generation: o.generation,
+        desired_hash: o.desired_template_hash,
+        desired_image: view.desired_image,
+        stable_hash: &live_hash,
+        stable: deployment,
+        canary: view.deployment,
+        previous: previous.as_ref(),
+        promote: view.promote,
+        sample: view.sample,
+        now: view.now,
+    });
+    t.canary_replicas = out.canary_replicas;
+    t.status.canary = Some(out.status);
+    if out.hold {
+        t.status.held_generation = Some(o.generation);
+    }
+    if !out.promote_stable {
+        t.template = Template::Keep;
+        if let Some(conditions) = out.conditions {
+            t.conditions = conditions;
+        }
+    }
+}
+
+/// The rolling transition (strategy RollingUpdate, and the stable Deployment of a canary).
+fn rolling(o: &Observed) -> Transition {
     use ConditionType::{Degraded, Progressing, RolledBack};
     let previous = o.previous.cloned().unwrap_or_default();
     let mut status = previous.clone();
@@ -230,6 +327,7 @@ pub fn transition(o: &Observed) -> Transition {
         // Held: keep the live template until the spec changes. The conditions that explain
         // why are kept as they were set when the hold began.
         return Transition {
+            canary_replicas: None,
             template: Template::Keep,
             conditions: vec![progressing],
             status,
@@ -254,6 +352,7 @@ pub fn transition(o: &Observed) -> Transition {
                 // Wait for the deployment controller to number the restored revision
                 // before reporting it; leave the template alone meanwhile.
                 return Transition {
+                    canary_replicas: None,
                     template: Template::Keep,
                     conditions: vec![progressing],
                     status,
@@ -262,6 +361,7 @@ pub fn transition(o: &Observed) -> Transition {
             status.held_generation = Some(o.generation);
             set_head(&mut status, RevisionOutcome::ManualRollback);
             return Transition {
+                canary_replicas: None,
                 template: Template::Keep,
                 conditions: vec![
                     progressing,
@@ -318,6 +418,7 @@ pub fn transition(o: &Observed) -> Transition {
             set_head(&mut status, RevisionOutcome::RolledBack);
             status.held_generation = Some(o.generation);
             return Transition {
+                canary_replicas: None,
                 template: Template::Restore(Box::new(template)),
                 conditions: vec![
                     ConditionSpec::of(
@@ -347,6 +448,7 @@ pub fn transition(o: &Observed) -> Transition {
             "spec.rollout.autoRollback is false, so Shoal does not roll back"
         };
         return Transition {
+            canary_replicas: None,
             template: Template::Desired,
             conditions: vec![
                 progressing,
@@ -362,6 +464,7 @@ pub fn transition(o: &Observed) -> Transition {
         };
     }
     Transition {
+        canary_replicas: None,
         template: Template::Desired,
         conditions: healthy(progressing),
         status,

@@ -332,6 +332,13 @@ pub fn events_for(old: Option<&MicroserviceStatus>, new: &MicroserviceStatus) ->
         if before.is_some_and(|b| b.status == now.status && b.reason == now.reason) {
             continue;
         }
+        // A canary's steps have Events of their own ([`canary_event`]).
+        if type_ == Progressing
+            && (now.reason == Reason::CanaryStep.as_str()
+                || now.reason == Reason::CanaryPaused.as_str())
+        {
+            continue;
+        }
         let warning = (type_ != Progressing && now.status == "True")
             || now.reason == Reason::ProgressDeadlineExceeded.as_str();
         // The first Progressing of a new object is not news; failures and rollbacks are.
@@ -357,7 +364,37 @@ pub fn events_for(old: Option<&MicroserviceStatus>, new: &MicroserviceStatus) ->
             note: now.message.clone(),
         });
     }
+    events.extend(canary_event(old, new));
     events
+}
+
+/// An Event when a canary starts, moves to another step, or ends.
+fn canary_event(old: Option<&MicroserviceStatus>, new: &MicroserviceStatus) -> Option<EventSpec> {
+    use crate::crd::CanaryPhase;
+    let canary = |s: &MicroserviceStatus| s.rollout.as_ref().and_then(|r| r.canary.clone());
+    let now = canary(new)?;
+    let before = old.and_then(canary);
+    let same = before.as_ref().is_some_and(|b| {
+        b.template_hash == now.template_hash && b.phase == now.phase && b.step == now.step
+    });
+    if same {
+        return None;
+    }
+    let (type_, reason) = match now.phase {
+        CanaryPhase::Progressing | CanaryPhase::Paused => (EventType::Normal, "CanaryStep"),
+        CanaryPhase::Promoting => (EventType::Normal, "CanaryPromoting"),
+        CanaryPhase::Promoted => (EventType::Normal, "CanaryPromoted"),
+        CanaryPhase::Aborted => (EventType::Warning, "CanaryAborted"),
+        CanaryPhase::Superseded => (EventType::Normal, "CanarySuperseded"),
+    };
+    Some(EventSpec {
+        type_,
+        reason: reason.to_string(),
+        action: EventAction::Rollout.as_str(),
+        note: now
+            .message
+            .unwrap_or_else(|| format!("canary {:?}", now.phase)),
+    })
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 mod autoscaling;
+mod canary;
 mod disruption;
 mod schedules;
 mod status;
@@ -23,9 +24,16 @@ pub use autoscaling::{
     Autoscaling, CpuTarget, Fallback, PolicyType, RequestRateTarget, ScalingBehavior,
     ScalingEngine, ScalingPolicy, ScalingRules, SelectPolicy,
 };
+pub use canary::{
+    CanaryAnalysis, CanaryPause, CanarySettings, CanaryStep, GatewayApiRouting, NginxRouting,
+    RolloutStrategy, TrafficRouting,
+};
 pub use disruption::DisruptionSettings;
 pub use schedules::{ConcurrencyPolicy, Schedule, TaskRestartPolicy};
-pub use status::{AutoscalerStatus, MetricStatus, MicroserviceStatus, Revision, RolloutStatus};
+pub use status::{
+    AutoscalerStatus, CanaryChecks, CanaryPhase, CanaryStatus, MetricStatus, MicroserviceStatus,
+    Revision, RolloutStatus,
+};
 
 /// API group of the Microservice resource.
 pub const GROUP: &str = "shoal.dev";
@@ -401,7 +409,17 @@ pub struct MetricsSettings {
 /// Rollout settings.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.canary) || (has(self.strategy) && self.strategy == 'Canary')").message("spec.rollout.canary needs spec.rollout.strategy: Canary"))]
 pub struct RolloutSettings {
+    /// `RollingUpdate` (default) or `Canary`. With `Canary` a change of the pod template
+    /// (image, config, env, ...) first runs as a canary Deployment `<name>-canary` that gets
+    /// a growing share of the traffic while Prometheus says it is healthy; other changes
+    /// (replicas, autoscaling, Service, Ingress) apply at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<RolloutStrategy>,
+    /// Steps, analysis and traffic routing of canary releases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanarySettings>,
     /// Most pods above the desired count during a rollout: a number or a percentage. Default 25%.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "int_or_string")]

@@ -74,6 +74,116 @@ pub struct RolloutStatus {
     /// Recent revisions, newest first (at most 10).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<Revision>,
+    /// The canary in flight, or the last one and how it ended (strategy `Canary`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryStatus>,
+}
+
+/// Where a canary stands.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
+pub enum CanaryPhase {
+    /// Going through its steps.
+    #[default]
+    Progressing,
+    /// At a pause without a duration: waiting for a promote.
+    Paused,
+    /// Past its last step (or promoted by hand): the stable Deployment takes its revision.
+    Promoting,
+    /// Promoted: the stable Deployment runs its revision, the canary Deployment is gone.
+    Promoted,
+    /// Aborted (failed analysis, no data, `kubectl rollout undo`): the stable revision
+    /// serves, the canary Deployment is gone, and its spec is not retried until it changes.
+    Aborted,
+    /// The spec changed again (or back) before the canary ended.
+    Superseded,
+}
+
+impl CanaryPhase {
+    /// Whether the canary is still running (its Deployment is wanted).
+    pub fn in_flight(self) -> bool {
+        matches!(
+            self,
+            CanaryPhase::Progressing | CanaryPhase::Paused | CanaryPhase::Promoting
+        )
+    }
+}
+
+/// A canary release.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryStatus {
+    /// Where it stands.
+    pub phase: CanaryPhase,
+    /// Hash of the canary's pod template (its revision).
+    pub template_hash: String,
+    /// The canary's image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The Microservice generation that started it.
+    pub generation: i64,
+    /// Hash of the stable Deployment's pod template when the canary started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_template_hash: Option<String>,
+    /// Index of the current step (from 0); equal to `steps` once past the last one.
+    pub step: i32,
+    /// Number of steps.
+    pub steps: i32,
+    /// Percent of the traffic the canary gets now.
+    pub weight: i32,
+    /// When the canary started.
+    pub started_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+    /// When the current step began.
+    pub step_started_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+    /// Replicas of the canary Deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_replicas: Option<i32>,
+    /// Replicas of the stable Deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_replicas: Option<i32>,
+    /// The analysis so far.
+    #[serde(default)]
+    pub checks: CanaryChecks,
+    /// What happened last, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// The canary analysis: the last check's figures and the counts.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryChecks {
+    /// When the last check was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_check_at: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    /// Checks passed at the current step.
+    #[serde(default)]
+    pub passed_at_step: i32,
+    /// Consecutive failed checks.
+    #[serde(default)]
+    pub failed: i32,
+    /// Since when the checks found too few canary requests (unset once one has enough).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_data_since: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    /// Canary requests in the last check's window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<f64>,
+    /// Canary success rate in percent (non-5xx share of its requests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success_rate: Option<f64>,
+    /// Stable success rate in percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_success_rate: Option<f64>,
+    /// Canary p99 latency in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99_latency_ms: Option<f64>,
+    /// Stable p99 latency in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_p99_latency_ms: Option<f64>,
+    /// The last check's verdict, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_result: Option<String>,
 }
 
 /// One revision of the pod template.

@@ -7,9 +7,11 @@ use std::collections::BTreeMap;
 use kube::ResourceExt;
 use sha2::{Digest, Sha256};
 
+mod canary;
 mod schedules;
 mod settings;
 
+pub use canary::{AnalysisPolicy, CanaryPolicy, DEFAULT_STEPS, Routing, Step, analysis_policy};
 pub use schedules::{MAX_CRON_JOB_NAME, ScheduledTask, check_cron, cron_job_name};
 pub use settings::*;
 
@@ -275,6 +277,7 @@ pub fn validate(ms: &Microservice) -> Result<ValidatedMicroservice, InvalidSpec>
     let schedules = schedules::scheduled_tasks(spec, &name)?;
     let probes = spec.probes.clone().unwrap_or_default();
     let rollout = spec.rollout.clone().unwrap_or_default();
+    let canary = canary::canary_policy(spec)?;
     Ok(ValidatedMicroservice {
         config_hash: config_hash(&config),
         name,
@@ -355,6 +358,7 @@ pub fn validate(ms: &Microservice) -> Result<ValidatedMicroservice, InvalidSpec>
                 .unwrap_or(REVISION_HISTORY_LIMIT),
             max_surge: rollout.max_surge,
             max_unavailable: rollout.max_unavailable,
+            canary,
         },
         metrics: metrics_endpoint(spec.metrics.as_ref(), spec.port),
         disruption: disruption_budget(spec.disruption.as_ref(), most_replicas),

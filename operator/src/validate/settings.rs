@@ -217,6 +217,8 @@ pub struct RolloutPolicy {
     pub max_surge: Option<IntOrString>,
     /// `maxUnavailable`, the Deployment's default when None.
     pub max_unavailable: Option<IntOrString>,
+    /// Strategy Canary: its steps, analysis and router. None for RollingUpdate.
+    pub canary: Option<super::canary::CanaryPolicy>,
 }
 
 /// The PodDisruptionBudget to render (`spec.disruption`, defaults resolved).

@@ -2,6 +2,7 @@
 //! to the object to apply. They cannot fail and touch no client.
 
 mod availability;
+mod canary;
 mod config_map;
 mod cron_jobs;
 mod deployment;
@@ -15,6 +16,7 @@ pub use availability::{
     HOSTNAME_TOPOLOGY_KEY, UNHEALTHY_POD_EVICTION_POLICY, ZONE_TOPOLOGY_KEY,
     render_pod_disruption_budget, topology_spread,
 };
+pub use canary::{CANARY_TRACK, TRACK_LABEL, canary_name, render_canary_deployment};
 pub use config_map::render_config_map;
 pub use cron_jobs::{PART_OF_LABEL, SCHEDULE_LABEL, render_cron_jobs};
 pub use deployment::{CONTAINER_NAME, initial_replicas, render_deployment, replicas_handoff};

@@ -68,6 +68,7 @@ fn reason_of<'a>(t: &'a Transition, type_: &str) -> Option<(&'a str, bool)> {
 fn a_completed_rollout_is_the_last_good_revision() {
     let d = deployment("app:1", "h1", 3, 1, true, false);
     let t = transition(&Observed {
+        canary: None,
         generation: 1,
         desired_template_hash: "h1",
         auto_rollback: true,
@@ -94,6 +95,7 @@ fn a_completed_rollout_is_the_last_good_revision() {
 fn a_spec_change_rolls_forward_and_grows_the_history() {
     let d1 = deployment("app:1", "h1", 3, 1, true, false);
     let first = transition(&Observed {
+        canary: None,
         generation: 1,
         desired_template_hash: "h1",
         auto_rollback: true,
@@ -105,6 +107,7 @@ fn a_spec_change_rolls_forward_and_grows_the_history() {
     previous.applied_generation = Some(1);
     previous.applied_deployment_generation = Some(3);
     let t = transition(&Observed {
+        canary: None,
         generation: 2,
         desired_template_hash: "h2",
         auto_rollback: true,
@@ -119,6 +122,7 @@ fn a_spec_change_rolls_forward_and_grows_the_history() {
     );
     let d2 = deployment("app:2", "h2", 4, 2, false, false);
     let t = transition(&Observed {
+        canary: None,
         generation: 2,
         desired_template_hash: "h2",
         auto_rollback: true,
@@ -149,6 +153,7 @@ fn kubectl_rollout_undo_is_kept_and_reported() {
     // The undo brought back h1's template as revision 3 and bumped the generation.
     let undone = deployment("app:1", "h1", 5, 3, true, false);
     let t = transition(&Observed {
+        canary: None,
         generation: 2,
         desired_template_hash: "h2",
         auto_rollback: true,
@@ -174,6 +179,7 @@ fn kubectl_rollout_undo_is_kept_and_reported() {
     assert_eq!(t.status.held_generation, Some(2));
     // Held across later passes, until the generation changes.
     let again = transition(&Observed {
+        canary: None,
         generation: 2,
         desired_template_hash: "h2",
         auto_rollback: true,
@@ -183,6 +189,7 @@ fn kubectl_rollout_undo_is_kept_and_reported() {
     });
     assert_eq!(again.template, Template::Keep);
     let forward = transition(&Observed {
+        canary: None,
         generation: 3,
         desired_template_hash: "h3",
         auto_rollback: true,
@@ -204,6 +211,7 @@ fn a_stale_cache_is_not_mistaken_for_an_undo() {
     // The cache still shows the Deployment before our apply (generation 3 < 4).
     let stale = deployment("app:1", "h1", 3, 1, true, false);
     let t = transition(&Observed {
+        canary: None,
         generation: 2,
         desired_template_hash: "h2",
         auto_rollback: true,
@@ -229,6 +237,7 @@ fn a_failed_rollout_restores_the_last_good_revision_once() {
     };
     let failed = deployment("app:broken", "h2", 4, 2, false, true);
     let t = transition(&Observed {
+        canary: None,
         generation: 2,
         desired_template_hash: "h2",
         auto_rollback: true,
@@ -264,6 +273,7 @@ fn a_failed_rollout_restores_the_last_good_revision_once() {
     assert_eq!(t.status.held_generation, Some(2));
     let restored = deployment("app:1", "h1", 5, 3, true, false);
     let next = transition(&Observed {
+        canary: None,
         generation: 2,
         desired_template_hash: "h2",
         auto_rollback: true,
@@ -290,6 +300,7 @@ fn without_auto_rollback_the_failure_is_only_reported() {
     };
     let failed = deployment("app:broken", "h2", 4, 2, false, true);
     let t = transition(&Observed {
+        canary: None,
         generation: 2,
         desired_template_hash: "h2",
         auto_rollback: false,
@@ -314,6 +325,7 @@ fn history_is_bounded() {
     for i in 0..25 {
         let d = deployment(&format!("app:{i}"), &format!("h{i}"), i, i, true, false);
         let t = transition(&Observed {
+            canary: None,
             generation: i,
             desired_template_hash: &format!("h{i}"),
             auto_rollback: true,

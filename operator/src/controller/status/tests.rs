@@ -149,6 +149,7 @@ fn a_second_pass_with_nothing_new_needs_no_write() {
     let valid = crate::validate::validate(&ms).expect("valid");
     let d = at(1, 1, 1, 1, 1);
     let rollout = rollout::transition(&rollout::Observed {
+        canary: None,
         generation: 2,
         desired_template_hash: "h",
         auto_rollback: true,
@@ -279,6 +280,7 @@ fn status_says_where_the_service_answers_and_how_to_select_its_pods() {
     let ms = microservice_at(1, "  image: x\n");
     let d = at(1, 1, 3, 3, 2);
     let rollout = rollout::transition(&rollout::Observed {
+        canary: None,
         generation: 1,
         desired_template_hash: "h",
         auto_rollback: true,
