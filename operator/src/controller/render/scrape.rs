@@ -22,6 +22,9 @@ pub const SCRAPE_PATH_ANNOTATION: &str = "prometheus.io/path";
 pub const METRICS_PORT_NAME: &str = "metrics";
 /// Name of the container port serving HTTP traffic (and the metrics by default).
 pub const HTTP_PORT_NAME: &str = "http";
+/// The label the PodMonitor sets to a pod's track of a canary release (`canary`; unset
+/// for stable pods): the operator's default `--track-label`.
+pub const TRACK_TARGET_LABEL: &str = "track";
 /// The label the PodMonitor sets to the Microservice's name: the service label of
 /// Shoal's default request-rate query.
 pub const SERVICE_LABEL: &str = "service";
@@ -135,8 +138,8 @@ pub fn pod_label_meta(label: &str) -> String {
 
 /// The PodMonitor of a Microservice, or None when `spec.metrics.enabled` is false. It
 /// selects the Microservice's pods in its namespace, scrapes the metrics port and path,
-/// and sets the `service` label to the Microservice's name (`namespace` and `pod` are set
-/// by the Prometheus Operator itself).
+/// and sets the `service` label to the Microservice's name and `track` to the pod's track
+/// (`namespace` and `pod` are set by the Prometheus Operator itself).
 pub fn render_pod_monitor(ms: &ValidatedMicroservice) -> Option<PodMonitor> {
     let metrics = ms.metrics.as_ref()?;
     let spec = PodMonitorSpec {
@@ -150,11 +153,19 @@ pub fn render_pod_monitor(ms: &ValidatedMicroservice) -> Option<PodMonitor> {
         pod_metrics_endpoints: vec![PodMetricsEndpoint {
             port: Some(port_name(ms, metrics).to_string()),
             path: Some(metrics.path.clone()),
-            relabelings: vec![RelabelConfig {
-                source_labels: vec![pod_label_meta(INSTANCE_LABEL)],
-                target_label: Some(SERVICE_LABEL.to_string()),
-                action: Some("replace".to_string()),
-            }],
+            relabelings: vec![
+                RelabelConfig {
+                    source_labels: vec![pod_label_meta(INSTANCE_LABEL)],
+                    target_label: Some(SERVICE_LABEL.to_string()),
+                    action: Some("replace".to_string()),
+                },
+                // Canary pods carry `shoal.dev/track: canary`; stable ones no track label.
+                RelabelConfig {
+                    source_labels: vec![pod_label_meta(super::TRACK_LABEL)],
+                    target_label: Some(TRACK_TARGET_LABEL.to_string()),
+                    action: Some("replace".to_string()),
+                },
+            ],
         }],
     };
     Some(with_applied_hash(PodMonitor {

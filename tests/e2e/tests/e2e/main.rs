@@ -2,6 +2,7 @@
 //! in its own namespace with its own `shoal run` process, driven with the real kubectl.
 
 mod autoscaler;
+mod canary;
 mod chaos;
 mod chart;
 mod controller;
