@@ -251,6 +251,9 @@ words! {
         InvalidSpec = "InvalidSpec",
         /// The apiserver refused a child.
         ApplyFailed = "ApplyFailed",
+        /// A canary's traffic router cannot split the traffic (no HTTPRoute, no rule to the
+        /// service, stable pods without their track label): it goes by replica ratio.
+        TrafficRoutingUnavailable = "TrafficRoutingUnavailable",
     }
 }
 
@@ -267,6 +270,8 @@ words! {
         Rollout = "Rollout",
         /// Validation of the spec.
         Validate = "Validate",
+        /// Splitting a canary's traffic through its router.
+        Route = "Route",
     }
 }
 

@@ -494,3 +494,209 @@ fn refuse(field: &'static str) -> Script {
         })
     })
 }
+
+/// A canary of `app:2` paused at 20% beside 4 stable pods of `app:1`, through the
+/// HTTPRoute `web`; the caches hold the stable Deployment (labelled with its track, rolled
+/// out), the available canary Deployment and the two track Services.
+const GATEWAY_SPEC: &str = "  image: app:2\n  replicas: 4\n  rollout:\n    strategy: Canary\n    canary:\n      steps: [{weight: 20}, {pause: {}}]\n      trafficRouting: {gatewayAPI: {httpRoute: web}}\n";
+
+fn paused_canary() -> (Microservice, Caches) {
+    use shoal::controller::render::{self, routing};
+    let mut ms = microservice_at(1, GATEWAY_SPEC);
+    let valid = shoal::validate::validate(&ms).expect("valid");
+    let desired = render::render(&valid);
+    let old =
+        shoal::validate::validate(&microservice_at(1, &GATEWAY_SPEC.replace("app:2", "app:1")))
+            .expect("valid");
+    let old = render::render(&old);
+    let rolled_out = |mut d: Deployment, replicas: i32| {
+        d.metadata.uid = Some(format!(
+            "uid-{}",
+            d.metadata.name.clone().unwrap_or_default()
+        ));
+        d.metadata.generation = Some(1);
+        d.status = Some(k8s_openapi::api::apps::v1::DeploymentStatus {
+            observed_generation: Some(1),
+            replicas: Some(replicas),
+            updated_replicas: Some(replicas),
+            available_replicas: Some(replicas),
+            ready_replicas: Some(replicas),
+            ..Default::default()
+        });
+        d
+    };
+    let mut caches = Caches::empty();
+    for d in [
+        rolled_out(old.deployment.clone(), 4),
+        rolled_out(
+            render::render_canary_deployment(&valid, &desired.deployment, 1),
+            1,
+        ),
+    ] {
+        caches
+            .deployments
+            .apply_watcher_event(&watcher::Event::Apply(d));
+    }
+    let annotations = std::collections::BTreeMap::from([(
+        routing::HTTP_ROUTE_ANNOTATION.to_string(),
+        "web".to_string(),
+    )]);
+    for s in routing::track_services(&valid, &annotations) {
+        caches
+            .services
+            .apply_watcher_event(&watcher::Event::Apply(s));
+    }
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    ms.status = Some(
+        serde_json::from_value(json!({"rollout": {"canary": {
+            "phase": "Paused", "templateHash": desired.template_hash, "image": "app:2",
+            "generation": 1, "stableTemplateHash": old.template_hash, "step": 1, "steps": 2,
+            "weight": 20, "startedAt": now, "stepStartedAt": now, "canaryReplicas": 1,
+            "stableReplicas": 4, "checks": {"lastCheckAt": now, "passedAtStep": 0, "failed": 0},
+        }}}))
+        .expect("status"),
+    );
+    (ms, caches)
+}
+
+fn http_route(backend_refs: Value) -> Value {
+    json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+    "metadata": {"name": "web", "namespace": NAMESPACE, "resourceVersion": "7"},
+    "spec": {"parentRefs": [{"name": "gateway"}], "rules": [
+        {"matches": [{"path": {"type": "PathPrefix", "value": "/other"}}],
+         "backendRefs": [{"group": "", "kind": "Service", "name": "other", "port": 80, "weight": 1}]},
+        {"backendRefs": backend_refs},
+    ]}})
+}
+
+/// A mock apiserver that answers a GET of the HTTPRoute `web` with `route` (a 404 when
+/// None) and echoes its patch.
+fn with_route(route: Option<Value>) -> Script {
+    Arc::new(move |call: &Call| {
+        if !call.line.contains("/httproutes/") {
+            return None;
+        }
+        Some(match (&route, call.line.starts_with("GET")) {
+            (Some(route), true) => (StatusCode::OK, route.clone()),
+            (Some(route), false) => (StatusCode::OK, route.clone()),
+            (None, _) => (
+                StatusCode::NOT_FOUND,
+                json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                       "message": "httproutes.gateway.networking.k8s.io \"web\" not found",
+                       "reason": "NotFound", "code": 404}),
+            ),
+        })
+    })
+}
+
+fn route_calls(server: &ApiServer) -> Vec<Call> {
+    server
+        .calls()
+        .into_iter()
+        .filter(|c| c.line.contains("/httproutes/"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_gateway_api_canary_sets_only_its_rules_weights_once_and_falls_back_without_a_route() {
+    let (ms, caches) = paused_canary();
+    let route_path = format!(
+        "/apis/gateway.networking.k8s.io/v1{}/web",
+        path("httproutes")
+    );
+    // The route still sends to `shop`: one GET, one JSON patch of rule 1's backendRefs.
+    let plain = json!([{"group": "", "kind": "Service", "name": "shop", "port": 80, "weight": 1}]);
+    let (result, server) = pass(
+        &ms,
+        &caches.stores,
+        with_route(Some(http_route(plain.clone()))),
+    )
+    .await;
+    result.expect("pass succeeds");
+    let calls = route_calls(&server);
+    let lines: Vec<&str> = calls.iter().map(|c| c.line.as_str()).collect();
+    assert_eq!(
+        lines,
+        [format!("GET {route_path}"), format!("PATCH {route_path}")],
+        "{:#?}",
+        server.lines()
+    );
+    assert_eq!(
+        calls[1].body,
+        json!([
+            {"op": "test", "path": "/spec/rules/1/backendRefs", "value": plain},
+            {"op": "replace", "path": "/spec/rules/1/backendRefs", "value": [
+                {"group": "", "kind": "Service", "name": "shop-stable", "port": 80, "weight": 80},
+                {"group": "", "kind": "Service", "name": "shop-canary", "port": 80, "weight": 20},
+            ]},
+        ])
+    );
+    let notes = events(&server.calls());
+    assert!(
+        notes.contains(&(
+            "Normal".to_string(),
+            "Updated HTTPRoute web: rule 1 sends 80% to shop-stable and 20% to shop-canary"
+                .to_string()
+        )),
+        "{notes:#?}"
+    );
+    // Nothing of the track Services is written: the caches show them as rendered.
+    assert!(
+        server
+            .lines()
+            .iter()
+            .all(|l| !l.contains("/services/shop-")),
+        "{:#?}",
+        server.lines()
+    );
+
+    // The route already weighted: read, not written.
+    let weighted = json!([
+        {"group": "", "kind": "Service", "name": "shop-stable", "port": 80, "weight": 80},
+        {"group": "", "kind": "Service", "name": "shop-canary", "port": 80, "weight": 20},
+    ]);
+    let (result, server) = pass(&ms, &caches.stores, with_route(Some(http_route(weighted)))).await;
+    result.expect("pass succeeds");
+    let lines: Vec<String> = route_calls(&server).into_iter().map(|c| c.line).collect();
+    assert_eq!(lines, [format!("GET {route_path}")]);
+
+    // No such route: a Warning Event, the canary goes by replica ratio and says why.
+    let (result, server) = pass(&ms, &caches.stores, with_route(None)).await;
+    result.expect("a missing route is not an error");
+    let calls = server.calls();
+    let warnings: Vec<&Call> = calls
+        .iter()
+        .filter(|c| c.line.ends_with("/events") && c.body["type"] == "Warning")
+        .collect();
+    assert_eq!(warnings.len(), 1, "{:#?}", server.lines());
+    assert_eq!(warnings[0].body["reason"], "TrafficRoutingUnavailable");
+    let note = warnings[0].body["note"].as_str().unwrap_or_default();
+    assert!(note.contains("HTTPRoute web was not found"), "{note}");
+    let status = calls
+        .iter()
+        .rev()
+        .find(|c| c.line.ends_with("/status"))
+        .expect("a status write")
+        .body["status"]
+        .clone();
+    let message = status["rollout"]["canary"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        message.contains("; traffic split by replica ratio: HTTPRoute web was not found"),
+        "{message}"
+    );
+    // Once the status says so, the next pass does not warn again.
+    let mut told = ms.clone();
+    told.status = Some(serde_json::from_value(status).expect("status"));
+    let (result, server) = pass(&told, &caches.stores, with_route(None)).await;
+    result.expect("pass succeeds");
+    assert!(
+        server
+            .calls()
+            .iter()
+            .all(|c| !(c.line.ends_with("/events") && c.body["type"] == "Warning")),
+        "{:#?}",
+        server.lines()
+    );
+}

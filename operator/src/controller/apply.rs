@@ -135,6 +135,8 @@ pub struct Applied {
     pub deployment: Option<Arc<Deployment>>,
     /// One line per write, as in its Event ("Created Service shop").
     pub writes: Vec<String>,
+    /// Why the canary's traffic router does not split the traffic, for its status message.
+    pub routing_note: Option<String>,
 }
 
 impl Applied {
@@ -161,6 +163,7 @@ pub async fn apply(
         applied: Applied {
             deployment: live.deployment.clone(),
             writes: Vec::new(),
+            routing_note: None,
         },
         applies: Vec::new(),
     };
@@ -209,11 +212,14 @@ impl Step<'_> {
         }
         step.deployment(&deployment, live, &transition.template)
             .await?;
-        step.canary(&deployment, live, transition).await?;
+        let routing = step.routing_plan(live, transition); // the traffic router's, no client
+        step.canary(&deployment, live, transition, &routing).await?;
         let live_service = step.reclaim(&service, live.service.clone()).await?;
         if needs_apply(&service, live_service.as_deref()) {
             step.apply(&service, live_service.as_deref()).await?;
         }
+        // While a router splits the traffic, the Ingress sends to `<name>-stable`.
+        let ingress = routing.main_ingress(valid, ingress);
         step.optional(ingress.as_ref(), live.ingress.as_deref())
             .await?;
         step.optional(hpa.as_ref(), live.hpa.as_deref()).await?;
@@ -523,10 +529,12 @@ fn needs_apply<K: Serialize>(desired: &K, live: Option<&K>) -> bool {
 
 mod canary;
 mod prune;
+mod routing;
 mod schedules;
 
 use prune::prune_config_maps;
 pub use prune::{cron_job_config_maps, referenced_config_maps};
+pub use routing::note_routing;
 #[cfg(test)]
 mod tests;
 mod written;

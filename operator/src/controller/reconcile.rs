@@ -50,6 +50,7 @@ pub async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Actio
         Err(err) => return Err(report_apply_failed(&ctx, &ms, &valid, err).await), // client
     };
     transition.record_apply(valid.generation, applied.deployment()); // no client
+    apply::note_routing(&mut transition, applied.routing_note.as_deref()); // no client
     let new = status::valid_status(
         &ms,
         &valid,

@@ -207,3 +207,21 @@ pub fn canary_policy(spec: &MicroserviceSpec) -> Result<Option<CanaryPolicy>, In
         promote: settings.promote.unwrap_or(false),
     }))
 }
+
+/// Longest Microservice name a traffic router allows: its Services `<name>-stable` and
+/// `<name>-canary` must be Service names too (at most 63 characters).
+pub const MAX_ROUTED_NAME: usize = 63 - "-stable".len();
+
+/// Refuses a name too long for the Services of the canary's traffic router, if it has one.
+pub fn check_routed_name(name: &str, policy: Option<&CanaryPolicy>) -> Result<(), InvalidSpec> {
+    let routed = policy.is_some_and(|p| p.routing != Routing::Replicas);
+    if routed && name.len() > MAX_ROUTED_NAME {
+        return Err(invalid(
+            "metadata.name",
+            format!(
+                "{name:?} is too long for spec.rollout.canary.trafficRouting: its Services {name}-stable and {name}-canary must be at most 63 characters, so the name at most {MAX_ROUTED_NAME}"
+            ),
+        ));
+    }
+    Ok(())
+}

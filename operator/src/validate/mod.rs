@@ -278,6 +278,7 @@ pub fn validate(ms: &Microservice) -> Result<ValidatedMicroservice, InvalidSpec>
     let probes = spec.probes.clone().unwrap_or_default();
     let rollout = spec.rollout.clone().unwrap_or_default();
     let canary = canary::canary_policy(spec)?;
+    canary::check_routed_name(&name, canary.as_ref())?;
     Ok(ValidatedMicroservice {
         config_hash: config_hash(&config),
         name,

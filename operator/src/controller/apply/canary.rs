@@ -12,6 +12,7 @@ use kube::{Api, ResourceExt};
 use super::{Live, Step, needs_apply, owned_by};
 use crate::controller::canary::PROMOTE_ANNOTATION;
 use crate::controller::render;
+use crate::controller::render::routing::Plan;
 use crate::controller::rollout::Transition;
 use crate::crd::{CanaryPhase, Microservice};
 use crate::error::{Error, Result};
@@ -25,7 +26,10 @@ impl Step<'_> {
         rendered: &Deployment,
         live: &Live,
         transition: &Transition,
+        routing: &Plan,
     ) -> Result<()> {
+        // First: traffic leaves a canary before its Deployment goes (apply/routing.rs).
+        self.routing(routing).await?;
         let current = live
             .canary
             .as_ref()

@@ -15,6 +15,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::canary::{STABLE_TRACK, TRACK_LABEL};
 use super::meta::{
     CONFIG_HASH_ANNOTATION, REPLICAS_MANAGED_ANNOTATION, TEMPLATE_HASH_ANNOTATION, common_labels,
     content_hash, object_meta, selector_labels, with_applied_hash,
@@ -220,6 +221,13 @@ pub(super) fn render_deployment_and_hash(ms: &ValidatedMicroservice) -> (Deploym
         .and_then(|m| m.annotations.as_mut())
     {
         annotations.insert(TEMPLATE_HASH_ANNOTATION.to_string(), template_hash.clone());
+    }
+    // After the hash: with a traffic router the stable pods carry their track, which must
+    // not make a new revision (a canary) of pods otherwise the same, only one rolling update.
+    if super::routing::labels_stable_track(ms)
+        && let Some(labels) = template.metadata.as_mut().and_then(|m| m.labels.as_mut())
+    {
+        labels.insert(TRACK_LABEL.to_string(), STABLE_TRACK.to_string());
     }
     let deployment = with_applied_hash(Deployment {
         metadata,

@@ -9,6 +9,7 @@ mod deployment;
 mod hpa;
 mod ingress;
 mod meta;
+pub mod routing;
 mod scrape;
 mod service;
 
@@ -16,7 +17,9 @@ pub use availability::{
     HOSTNAME_TOPOLOGY_KEY, UNHEALTHY_POD_EVICTION_POLICY, ZONE_TOPOLOGY_KEY,
     render_pod_disruption_budget, topology_spread,
 };
-pub use canary::{CANARY_TRACK, TRACK_LABEL, canary_name, render_canary_deployment};
+pub use canary::{
+    CANARY_TRACK, STABLE_TRACK, TRACK_LABEL, canary_name, render_canary_deployment, stable_name,
+};
 pub use config_map::render_config_map;
 pub use cron_jobs::{PART_OF_LABEL, SCHEDULE_LABEL, render_cron_jobs};
 pub use deployment::{CONTAINER_NAME, initial_replicas, render_deployment, replicas_handoff};
