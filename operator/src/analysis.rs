@@ -47,7 +47,7 @@ pub struct Sample {
 }
 
 /// What the queries of a canary depend on: canaries with equal groups share queries.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Group {
     request_metric: String,
     latency_metric: String,
@@ -315,6 +315,29 @@ mod tests {
             errors.contains(r#"{code=~"5..", handler!="/health"}"#),
             "{errors}"
         );
+    }
+
+    #[test]
+    fn canaries_with_the_same_settings_share_one_set_of_queries_per_interval() {
+        let analyzer = Analyzer::new(config());
+        let p = policy();
+        for name in ["a", "b", "c"] {
+            analyzer.want(("ns".into(), name.into()), &p);
+        }
+        let mut other = policy();
+        other.interval = Duration::from_secs(60);
+        analyzer.want(("ns2".into(), "d".into()), &other);
+        let mut due = analyzer.due();
+        due.sort_by_key(|(g, _)| g.window);
+        assert_eq!(due.len(), 2, "two groups: {due:?}");
+        assert_eq!(due[0].1.len(), 3, "three canaries, one group");
+        assert_eq!(due[1].1, vec![("ns2".to_string(), "d".to_string())]);
+        assert!(
+            analyzer.due().is_empty(),
+            "nothing is due again before the interval"
+        );
+        analyzer.forget(&("ns2".into(), "d".into()));
+        assert!(!analyzer.lock().ran.contains_key(&due[1].0) || analyzer.due().is_empty());
     }
 
     #[test]

@@ -126,6 +126,9 @@ fn figures(canary: &Track, stable: &Track) -> String {
 
 /// Judges one sample against the policy.
 pub fn evaluate(policy: &AnalysisPolicy, sample: &Sample) -> Verdict {
+    if let Some(error) = &sample.error {
+        return Verdict::NoData(format!("no figures from Prometheus: {error}"));
+    }
     let (c, s) = (&sample.canary, &sample.stable);
     let requests = c.requests.unwrap_or(0.0);
     let window = sample.window.as_secs();
@@ -384,7 +387,11 @@ pub fn transition(o: &Observed) -> Outcome {
         match evaluate(analysis, sample) {
             Verdict::Pass(text) => {
                 checks.failed = 0;
-                checks.passed_at_step += 1;
+                // A pass counts for the step only when its whole window lies in the step
+                // (at this weight); a failure counts whenever it comes.
+                if since(sample.at, &st.step_started_at) >= analysis.interval {
+                    checks.passed_at_step += 1;
+                }
                 checks.no_data_since = None;
                 checks.last_result = Some(format!("passed: {text}"));
             }

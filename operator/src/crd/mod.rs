@@ -98,6 +98,18 @@ const CONFIG_KEY_RULE: &str = r"self.all(k, k.matches('^[-._a-zA-Z][-._a-zA-Z0-9
         priority = "1"
     ),
     printcolumn(
+        name = "Canary",
+        type_ = "string",
+        json_path = ".status.rollout.canary.phase",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Weight",
+        type_ = "integer",
+        json_path = ".status.rollout.canary.weight",
+        priority = "1"
+    ),
+    printcolumn(
         name = "Reason",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason",

@@ -60,6 +60,9 @@ fn the_demo_runs_its_whole_story_and_draws_it() {
         "RolledBack=True ProgressDeadlineExceeded",
         "Degraded=True ProgressDeadlineExceeded",
         "RolledBack=True ManualRollback",
+        "canary promoted: :2.0 is the stable revision (weights seen: {25, 50})",
+        "RolledBack=True CanaryAnalysisFailed",
+        "canary aborted: :2.0 kept serving",
         "every step happened as expected",
     ] {
         assert!(

@@ -163,6 +163,12 @@ fn the_verdicts_name_the_metric_and_the_values() {
         panic!("3 requests are not enough");
     };
     assert!(why.contains("minRequests 20"), "{why}");
+    let mut down = sample(0, track(300.0, 100.0, 50.0));
+    down.error = Some("Prometheus unreachable".into());
+    let Verdict::NoData(why) = evaluate(&p, &down) else {
+        panic!("no figures are no data, never a pass");
+    };
+    assert!(why.contains("Prometheus unreachable"), "{why}");
     let mut relative = p.clone();
     relative.min_success_rate = 90.0;
     let mut s = sample(0, track(300.0, 97.0, 50.0));

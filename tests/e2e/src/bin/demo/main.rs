@@ -96,6 +96,8 @@ struct Sample {
     ready: i64,
     image: String,
     conditions: BTreeMap<String, Condition>,
+    /// `status.rollout.canary.phase` and `.weight`, during and after a canary.
+    canary: Option<(String, i64)>,
 }
 
 impl Sample {
@@ -139,6 +141,12 @@ fn sample(bed: &TestBed) -> Sample {
                 s.rate = item
                     .pointer("/status/autoscaler/requestRate/current")
                     .and_then(Value::as_f64);
+                s.canary = item.pointer("/status/rollout/canary").map(|c| {
+                    (
+                        c["phase"].as_str().unwrap_or_default().to_string(),
+                        c["weight"].as_i64().unwrap_or(0),
+                    )
+                });
                 for c in item
                     .pointer("/status/conditions")
                     .and_then(Value::as_array)
@@ -221,8 +229,14 @@ impl Demo {
             _ => "     -".to_string(),
         };
         let bar: String = "▮".repeat(s.ready.clamp(0, 20) as usize);
+        let canary = match &s.canary {
+            Some((phase, weight)) if phase == "Progressing" || phase == "Paused" => {
+                format!("  canary {weight}% ({phase})")
+            }
+            _ => String::new(),
+        };
         println!(
-            "{:>5}  {:<8} {:>5.0} req/s  {} / {:.0} req/s per replica  desired {:>2}  ready {:>2} {bar}",
+            "{:>5}  {:<8} {:>5.0} req/s  {} / {:.0} req/s per replica  desired {:>2}  ready {:>2} {bar}{canary}",
             clock(t),
             self.phase,
             self.load,
@@ -258,6 +272,11 @@ impl Demo {
             desired: s.desired,
             ready: s.ready,
             image: s.image.clone(),
+            canary_weight: s
+                .canary
+                .as_ref()
+                .filter(|c| c.0 == "Progressing" || c.0 == "Paused")
+                .map(|c| c.1),
         });
         self.last = s.clone();
         s
@@ -581,7 +600,62 @@ fn run(args: &Args) -> (bool, Running) {
         }
     }
 
-    // 3. The picture and the summary.
+    // 3. Canary releases: a good image proves itself on a share of the traffic and is
+    // promoted; a bad one (20% errors) is aborted by the analysis.
+    demo.banner("canary: strategy Canary, image :2.0 gets 25% then 50% of the traffic");
+    demo.kubectl(&[
+        "patch",
+        "microservice",
+        NAME,
+        "-n",
+        NS,
+        "--type=merge",
+        "-p",
+        &format!(
+            r#"{{"spec":{{"image":"registry.example/{NAME}:2.0","rollout":{{"strategy":"Canary","canary":{{"steps":[{{"weight":25}},{{"pause":{{"duration":"10s"}}}},{{"weight":50}}],"analysis":{{"interval":"10s","failureLimit":2,"minRequests":20,"noDataTimeout":"90s"}}}}}}}}}}"#
+        ),
+    ]);
+    let v20 = format!("registry.example/{NAME}:2.0");
+    let promoted = demo.phase(
+        "canary",
+        Duration::ZERO,
+        Duration::from_secs(150),
+        |_| QUIET,
+        |s| {
+            s.image == v20
+                && s.canary.as_ref().is_some_and(|c| c.0 == "Promoted")
+                && s.condition_is("Progressing", "True", "NewRevisionAvailable")
+        },
+        "the canary of :2.0 was not promoted",
+    );
+    let weights: std::collections::BTreeSet<i64> = demo
+        .points
+        .iter()
+        .filter(|p| p.phase == "canary")
+        .filter_map(|p| p.canary_weight)
+        .collect();
+    if promoted {
+        println!("  canary promoted: :2.0 is the stable revision (weights seen: {weights:?})");
+    }
+    demo.banner("bad canary: image :bad answers 20% of its requests with 500");
+    demo.set_image(&format!("registry.example/{NAME}:bad"));
+    let aborted = demo.phase(
+        "bad canary",
+        Duration::ZERO,
+        Duration::from_secs(120),
+        |_| QUIET,
+        |s| {
+            s.condition_is("RolledBack", "True", "CanaryAnalysisFailed")
+                && s.canary.as_ref().is_some_and(|c| c.0 == "Aborted")
+                && s.image == v20
+        },
+        "the bad canary was not aborted with RolledBack=True CanaryAnalysisFailed",
+    );
+    if aborted {
+        println!("  canary aborted: :2.0 kept serving; :bad is not retried until the spec changes");
+    }
+
+    // 4. The picture and the summary.
     let peak = demo.points.iter().map(|p| p.desired).max().unwrap_or(0);
     let finished = demo.started.elapsed().as_secs_f64();
     let csv = args.out.with_extension("csv");

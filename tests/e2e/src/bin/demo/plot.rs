@@ -21,16 +21,18 @@ pub struct Point {
     pub ready: i64,
     /// The image of the Deployment's pod template.
     pub image: String,
+    /// The canary's weight while one is in flight.
+    pub canary_weight: Option<i64>,
 }
 
 /// Writes the series as CSV: one line per tick.
 pub fn write_csv(path: &Path, points: &[Point], target: f64) -> std::io::Result<()> {
     let mut out = String::from(
-        "t_seconds,phase,offered_rps,observed_rps,desired_replicas,ready_replicas,capacity_rps,image\n",
+        "t_seconds,phase,offered_rps,observed_rps,desired_replicas,ready_replicas,capacity_rps,image,canary_weight\n",
     );
     for p in points {
         out.push_str(&format!(
-            "{:.1},{},{:.1},{},{},{},{:.1},{}\n",
+            "{:.1},{},{:.1},{},{},{},{:.1},{},{}\n",
             p.t,
             p.phase,
             p.offered,
@@ -38,7 +40,8 @@ pub fn write_csv(path: &Path, points: &[Point], target: f64) -> std::io::Result<
             p.desired.max(0),
             p.ready.max(0),
             p.ready.max(0) as f64 * target,
-            p.image
+            p.image,
+            p.canary_weight.map(|w| w.to_string()).unwrap_or_default()
         ));
     }
     std::fs::write(path, out)
