@@ -105,9 +105,19 @@ fn rbac_is_least_privilege() {
         );
         for verb in &verbs {
             assert!(
-                ["list", "watch", "patch", "delete", "create", "update"].contains(&verb.as_str()),
+                [
+                    "get", "list", "watch", "patch", "delete", "create", "update"
+                ]
+                .contains(&verb.as_str()),
                 "unexpected verb {verb}"
             );
+            if verb == "get" {
+                assert_eq!(
+                    resources,
+                    ["httproutes"],
+                    "get only for the user's HTTPRoute (children come from watch caches)"
+                );
+            }
             if verb == "update" {
                 assert_eq!(
                     resources,
@@ -130,6 +140,9 @@ fn rbac_is_least_privilege() {
         "apps/deployments:patch",
         "apps/deployments/scale:patch",
         "/configmaps:delete",
+        "/services:delete",
+        "gateway.networking.k8s.io/httproutes:get",
+        "gateway.networking.k8s.io/httproutes:patch",
         "networking.k8s.io/ingresses:delete",
         "autoscaling/horizontalpodautoscalers:delete",
         "policy/poddisruptionbudgets:watch",
@@ -152,7 +165,8 @@ fn rbac_is_least_privilege() {
     }
     for forbidden in [
         "shoal.dev/microservices:patch",
-        "/services:delete",
+        "gateway.networking.k8s.io/httproutes:watch",
+        "gateway.networking.k8s.io/httproutes:create",
         "apps/deployments:delete",
         "apps/replicasets:patch",
         "/pods:patch",

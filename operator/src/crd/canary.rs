@@ -132,16 +132,22 @@ pub struct CanaryAnalysis {
     pub selector: Option<String>,
 }
 
-/// Where the traffic split is made.
+/// Where the traffic split is made. With a router, the stable Deployment's pods carry
+/// `shoal.dev/track: stable` (setting a router rolls them once, without a canary) and,
+/// while the canary is in its steps, the Services `<name>-stable` and `<name>-canary` select
+/// one track each for the router. Until every stable pod carries the label (a router set
+/// together with a new image), the canary goes by replica ratio and its status says so.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!(has(self.nginx) && has(self.gatewayAPI))").message("spec.rollout.canary.trafficRouting takes one router: nginx or gatewayAPI"))]
 pub struct TrafficRouting {
-    /// ingress-nginx: a canary Ingress `<name>-canary` with the
-    /// `nginx.ingress.kubernetes.io/canary-weight` annotation (needs `spec.ingress`).
+    /// ingress-nginx: a canary Ingress `<name>-canary` (same host, path, class and TLS) to
+    /// `<name>-canary` with the `nginx.ingress.kubernetes.io/canary-weight` annotation, while
+    /// the Microservice's Ingress sends to `<name>-stable` (needs `spec.ingress`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nginx: Option<NginxRouting>,
-    /// Gateway API: backend weights on an HTTPRoute you own.
+    /// Gateway API: backend weights on an HTTPRoute you own (needs RBAC `get`, `patch` on
+    /// `httproutes`, which the chart grants).
     #[serde(
         default,
         rename = "gatewayAPI",
@@ -160,8 +166,10 @@ pub struct NginxRouting {}
 #[serde(rename_all = "camelCase")]
 pub struct GatewayApiRouting {
     /// Name of the HTTPRoute, in the Microservice's namespace, whose rules send traffic to
-    /// this service. During a canary Shoal points those rules at `<name>-stable` and
-    /// `<name>-canary` with the step's weights, and back at `<name>` after it.
+    /// this service. During a canary Shoal points those rules' backendRefs to the service at
+    /// `<name>-stable` and `<name>-canary` with the step's weights, and back at `<name>` after
+    /// it; other rules, backendRefs and fields stay as you set them. Without the route (or
+    /// without a rule to the service) the canary goes by replica ratio, with a Warning Event.
     #[schemars(length(max = 253))]
     pub http_route: String,
 }
