@@ -341,7 +341,15 @@ pub fn events_for(old: Option<&MicroserviceStatus>, new: &MicroserviceStatus) ->
         }
         let warning = (type_ != Progressing && now.status == "True")
             || now.reason == Reason::ProgressDeadlineExceeded.as_str();
-        // The first Progressing of a new object is not news; failures and rollbacks are.
+        // A new Microservice's first rollout is not news (its children's Event says it is
+        // being created; a failure is a Warning): no Event until a revision was available.
+        let first_rollout = old
+            .and_then(|o| o.rollout.as_ref())
+            .is_none_or(|r| r.last_good.is_none());
+        if type_ == Progressing && first_rollout && !warning {
+            continue;
+        }
+        // Degraded/RolledBack appearing False is not news; failures and rollbacks are.
         if before.is_none() && !warning && type_ != Progressing {
             continue;
         }

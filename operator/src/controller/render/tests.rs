@@ -462,6 +462,10 @@ fn metrics_are_scraped_on_the_container_port_by_default() {
             "sourceLabels": ["__meta_kubernetes_pod_label_app_kubernetes_io_instance"],
             "targetLabel": "service",
             "action": "replace"
+        }, {
+            "sourceLabels": ["__meta_kubernetes_pod_label_shoal_dev_track"],
+            "targetLabel": "track",
+            "action": "replace"
         }])
     );
 }

@@ -222,12 +222,31 @@ fn events_report_progress_failures_and_their_end() {
         ConditionSpec::of(Degraded, false, Reason::Healthy, "ok"),
         ConditionSpec::of(RolledBack, false, Reason::NoRollback, "none"),
     ];
-    // A new object: only Progressing is news.
-    let first = events_for(None, &status_with(&healthy));
-    assert_eq!(first.len(), 1);
+    // A new object's first rollout is no news (its children's Event says it is created).
+    assert_eq!(events_for(None, &status_with(&healthy)), vec![]);
+    let available = [ConditionSpec::of(
+        Progressing,
+        true,
+        Reason::NewRevisionAvailable,
+        "revision 1 is available",
+    )];
     assert_eq!(
-        (first[0].type_, first[0].reason.as_str()),
-        (EventType::Normal, "RolloutInProgress")
+        events_for(Some(&status_with(&healthy)), &status_with(&available)),
+        vec![],
+        "nor its first revision becoming available"
+    );
+    // Once a revision was available, a rollout is news.
+    let mut before = status_with(&available);
+    before.rollout = Some(crate::crd::RolloutStatus {
+        last_good: Some(Default::default()),
+        ..Default::default()
+    });
+    let next = events_for(Some(&before), &status_with(&healthy));
+    assert_eq!(
+        next.iter()
+            .map(|e| (e.type_, e.reason.as_str()))
+            .collect::<Vec<_>>(),
+        [(EventType::Normal, "RolloutInProgress")]
     );
     let failed = [
         ConditionSpec::of(
