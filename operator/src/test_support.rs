@@ -127,3 +127,74 @@ pub fn deployment(p: DeploymentAt) -> Deployment {
         }),
     }
 }
+
+/// What the traffic router of `ms` (a Microservice with a router) has applied mid-canary at
+/// `weight` percent, once the stable pods carry their track, the track Services exist and a
+/// canary pod is available: the track Services, the router's Ingresses, the Microservice's
+/// own Ingress when the router changes it, and `route` (the user's HTTPRoute) as patched. As JSON,
+/// in that order: what the golden files and the apiserver's dry run check.
+pub fn routed_mid_canary(
+    ms: &ValidatedMicroservice,
+    weight: i32,
+    route: Option<&serde_json::Value>,
+) -> Vec<serde_json::Value> {
+    use crate::controller::render::routing::{self, LiveRouting, RouteUpdate};
+    use crate::controller::render::{render, render_canary_deployment};
+
+    let children = render(ms);
+    let complete = |mut d: Deployment, replicas: i32| {
+        d.metadata.generation = Some(1);
+        d.status = deployment(DeploymentAt::complete(1, replicas)).status;
+        d
+    };
+    let stable = complete(children.deployment.clone(), 4);
+    let canary = complete(render_canary_deployment(ms, &children.deployment, 1), 1);
+    let router = ms
+        .rollout
+        .canary
+        .as_ref()
+        .and_then(|c| routing::router(&c.routing))
+        .expect("a Microservice with a traffic router");
+    let services = routing::track_services(ms, &router.service_annotations());
+    let status: crate::crd::CanaryStatus = serde_json::from_value(serde_json::json!({
+        "phase": "Paused", "templateHash": children.template_hash, "generation": 1,
+        "step": 1, "steps": 2, "weight": weight,
+        "startedAt": "2025-01-01T00:00:00Z", "stepStartedAt": "2025-01-01T00:00:00Z",
+    }))
+    .expect("a canary status");
+    let plan = routing::plan(
+        ms,
+        Some(&status),
+        true,
+        LiveRouting {
+            stable: Some(&stable),
+            ingress: children.ingress.as_ref(),
+            stable_service: services.first(),
+            canary_service: services.get(1),
+            canary_ingress: None,
+            canary: Some(&canary),
+        },
+    );
+    assert_eq!(plan.split, Some(weight), "the router splits the traffic");
+    let mut out: Vec<serde_json::Value> = plan.services.iter().map(to_json).collect();
+    out.extend(plan.ingresses.iter().map(to_json));
+    if let Some(own) = plan.main_ingress(ms, children.ingress.clone())
+        && plan.stable_ingress
+    {
+        out.push(to_json(&own));
+    }
+    if let (Some((router, _, split)), Some(route)) = (&plan.route, route) {
+        let mut patched = route.clone();
+        if let RouteUpdate::Patch { ops, .. } = router.route_update(ms, route, *split) {
+            let patch: json_patch::Patch =
+                serde_json::from_value(serde_json::Value::Array(ops)).expect("a JSON patch");
+            json_patch::patch(&mut patched, &patch.0).expect("the patch applies");
+        }
+        out.push(patched);
+    }
+    out
+}
+
+fn to_json<K: serde::Serialize>(object: &K) -> serde_json::Value {
+    serde_json::to_value(object).expect("JSON")
+}
