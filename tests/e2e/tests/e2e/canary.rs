@@ -7,13 +7,13 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use shoal_e2e::recorder::ReplicaRecorder;
 use shoal_e2e::{LoadSim, Prometheus, TestBed, testbed, wait_for};
 
 use crate::helpers::*;
 
 /// Analysis fast enough for a test: 10 s checks, 2 failures abort, 20 requests a check.
-const ANALYSIS: &str =
-    "{interval: 10s, failureLimit: 2, minRequests: 20, noDataTimeout: 40s}";
+const ANALYSIS: &str = "{interval: 10s, failureLimit: 2, minRequests: 20, noDataTimeout: 40s}";
 
 /// A Microservice `name` with strategy Canary; `scaling` is YAML at spec level
 /// (`replicas: 4` or an `autoscaling:` block), `steps` a flow list.
@@ -38,7 +38,9 @@ struct Look {
 fn deployment_counts(bed: &TestBed, ns: &str, name: &str) -> Option<(i64, i64)> {
     let d = get(bed, ns, "deployment", name)?;
     Some((
-        d.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0),
+        d.pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .unwrap_or(0),
         d.pointer("/status/readyReplicas")
             .and_then(Value::as_i64)
             .unwrap_or(0),
@@ -102,6 +104,17 @@ fn describe(looks: &[Look]) -> String {
     out.join("; ")
 }
 
+/// The fewest ready replicas the stable Deployment had in every watch event since the
+/// recorder started (the source of truth, not a poll).
+fn least_ready(recorder: &ReplicaRecorder) -> i32 {
+    recorder
+        .samples()
+        .iter()
+        .map(|s| s.ready)
+        .min()
+        .unwrap_or(0)
+}
+
 /// Events of `reason` about Microservice `name`.
 fn events(bed: &TestBed, ns: &str, name: &str, reason: &str) -> Vec<String> {
     bed.kubectl_ok(&[
@@ -157,11 +170,19 @@ async fn a_good_canary_goes_through_its_steps_and_becomes_stable() {
     let bed = testbed();
     let s = setup("canary-good");
     let steps = "[{weight: 25}, {pause: {duration: 10s}}, {weight: 50}, {pause: {duration: 10s}}]";
-    apply(bed, &s.ns, &microservice("shop", "1", "  replicas: 4", steps));
+    apply(
+        bed,
+        &s.ns,
+        &microservice("shop", "1", "  replicas: 4", steps),
+    );
     wait_ready(bed, &s.ns, "shop").await;
     s.sim.set_load("shop", 100.0);
     tokio::time::sleep(Duration::from_secs(6)).await;
-    apply(bed, &s.ns, &microservice("shop", "2", "  replicas: 4", steps));
+    apply(
+        bed,
+        &s.ns,
+        &microservice("shop", "2", "  replicas: 4", steps),
+    );
     let looks = watch(bed, &s.ns, "shop", Duration::from_secs(180), |l| {
         l.phase == "Promoted"
     })
@@ -196,9 +217,19 @@ async fn a_good_canary_goes_through_its_steps_and_becomes_stable() {
         "4 canary pods beside 4 at 50%: {}",
         describe(&looks)
     );
-    // The stable revision served throughout: never fewer than 4 ready.
-    let least = looks.iter().map(|l| l.stable_ready).min().unwrap_or(0);
-    assert!(least >= 4, "stable ready dropped to {least}: {}", describe(&looks));
+    // The stable revision served throughout the steps (the promotion is then a rolling
+    // update of its own).
+    let least = looks
+        .iter()
+        .filter(|l| l.phase == "Progressing")
+        .map(|l| l.stable_ready)
+        .min()
+        .unwrap_or(0);
+    assert!(
+        least >= 4,
+        "stable ready dropped to {least} during the steps: {}",
+        describe(&looks)
+    );
     // Promoted: the stable Deployment runs :2, no canary Deployment is left.
     assert_eq!(image_of(bed, &s.ns, "shop"), "registry.example/shop:2");
     wait_gone(bed, &s.ns, "deployment", "shop-canary").await;
@@ -225,29 +256,45 @@ async fn a_bad_canary_is_aborted_and_the_stable_revision_never_stops_serving() {
     let bed = testbed();
     let s = setup("canary-bad");
     let steps = "[{weight: 25}, {pause: {duration: 60s}}, {weight: 50}]";
-    apply(bed, &s.ns, &microservice("shop", "1", "  replicas: 4", steps));
+    apply(
+        bed,
+        &s.ns,
+        &microservice("shop", "1", "  replicas: 4", steps),
+    );
     wait_ready(bed, &s.ns, "shop").await;
     s.sim.set_load("shop", 100.0);
     tokio::time::sleep(Duration::from_secs(6)).await;
     // `:bad` answers 20% of its requests with a 500 (loadsim).
-    apply(bed, &s.ns, &microservice("shop", "bad", "  replicas: 4", steps));
+    let stable = ReplicaRecorder::start(bed.client().await, &s.ns, "shop");
+    apply(
+        bed,
+        &s.ns,
+        &microservice("shop", "bad", "  replicas: 4", steps),
+    );
     let looks = watch(bed, &s.ns, "shop", Duration::from_secs(150), |l| {
         l.phase == "Aborted"
     })
     .await;
     eprintln!("bad canary: {}", describe(&looks));
     assert!(
-        looks.iter().all(|l| l.phase != "Promoting" && l.weight <= 25),
+        looks
+            .iter()
+            .all(|l| l.phase != "Promoting" && l.weight <= 25),
         "a bad canary went on: {}",
         describe(&looks)
     );
-    let least = looks.iter().map(|l| l.stable_ready).min().unwrap_or(0);
-    assert!(least >= 4, "stable ready dropped to {least}: {}", describe(&looks));
     let ms = get(bed, &s.ns, "ms", "shop").expect("ms");
     for type_ in ["Degraded", "RolledBack"] {
         let (status, reason, message) = condition(&ms, type_).expect(type_);
-        assert_eq!((status.as_str(), reason.as_str()), ("True", "CanaryAnalysisFailed"), "{type_}: {message}");
-        assert!(message.contains("success rate"), "{type_} names the metric: {message}");
+        assert_eq!(
+            (status.as_str(), reason.as_str()),
+            ("True", "CanaryAnalysisFailed"),
+            "{type_}: {message}"
+        );
+        assert!(
+            message.contains("success rate"),
+            "{type_} names the metric: {message}"
+        );
     }
     let aborted = events(bed, &s.ns, "shop", "CanaryAborted");
     assert!(
@@ -258,8 +305,18 @@ async fn a_bad_canary_is_aborted_and_the_stable_revision_never_stops_serving() {
     assert_eq!(image_of(bed, &s.ns, "shop"), "registry.example/shop:1");
     // Held: the failed template is not tried again while the spec stays.
     tokio::time::sleep(Duration::from_secs(15)).await;
-    assert!(get(bed, &s.ns, "deployment", "shop-canary").is_none(), "the canary came back");
+    assert!(
+        get(bed, &s.ns, "deployment", "shop-canary").is_none(),
+        "the canary came back"
+    );
     assert_eq!(image_of(bed, &s.ns, "shop"), "registry.example/shop:1");
+    // From the watch: the stable Deployment never had fewer than 4 ready, never changed size.
+    let least = least_ready(&stable);
+    assert!(
+        least >= 4 && stable.samples().iter().all(|s| s.replicas == 4),
+        "the stable Deployment dropped to {least} ready: {}",
+        shoal_e2e::recorder::describe(&stable.samples())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -267,10 +324,18 @@ async fn a_canary_without_traffic_waits_and_is_aborted_after_the_no_data_timeout
     let bed = testbed();
     let s = setup("canary-nodata");
     let steps = "[{weight: 25}, {pause: {duration: 5s}}]";
-    apply(bed, &s.ns, &microservice("shop", "1", "  replicas: 2", steps));
+    apply(
+        bed,
+        &s.ns,
+        &microservice("shop", "1", "  replicas: 2", steps),
+    );
     wait_ready(bed, &s.ns, "shop").await;
     // No load at all: no data is never a success.
-    apply(bed, &s.ns, &microservice("shop", "2", "  replicas: 2", steps));
+    apply(
+        bed,
+        &s.ns,
+        &microservice("shop", "2", "  replicas: 2", steps),
+    );
     let looks = watch(bed, &s.ns, "shop", Duration::from_secs(120), |l| {
         l.phase == "Aborted"
     })
@@ -282,7 +347,10 @@ async fn a_canary_without_traffic_waits_and_is_aborted_after_the_no_data_timeout
         describe(&looks)
     );
     let aborted_at = looks.last().map(|l| l.at).unwrap_or_default();
-    assert!(aborted_at >= 35.0, "aborted before the 40 s noDataTimeout: {aborted_at:.0}s");
+    assert!(
+        aborted_at >= 35.0,
+        "aborted before the 40 s noDataTimeout: {aborted_at:.0}s"
+    );
     let ms = get(bed, &s.ns, "ms", "shop").expect("ms");
     let (_, reason, message) = condition(&ms, "RolledBack").expect("RolledBack");
     assert_eq!(reason, "CanaryAnalysisFailed");
@@ -311,27 +379,57 @@ async fn promote_by_annotation_and_rollout_undo_during_a_canary() {
     })
     .await;
     // Canary of :3 waits at its pause until promoted by the one-off annotation.
-    apply(bed, &s.ns, &microservice("shop", "3", "  replicas: 3", steps));
-    watch(bed, &s.ns, "shop", Duration::from_secs(90), |l| l.phase == "Paused").await;
-    let (_, message) = wait_condition(bed, &s.ns, "shop", "Progressing", "True", "CanaryPaused").await;
+    apply(
+        bed,
+        &s.ns,
+        &microservice("shop", "3", "  replicas: 3", steps),
+    );
+    watch(bed, &s.ns, "shop", Duration::from_secs(90), |l| {
+        l.phase == "Paused"
+    })
+    .await;
+    let (_, message) =
+        wait_condition(bed, &s.ns, "shop", "Progressing", "True", "CanaryPaused").await;
     assert!(message.contains("promote"), "{message}");
-    bed.kubectl_ok(&["annotate", "-n", &s.ns, "ms", "shop", "shoal.dev/promote=true"]);
-    watch(bed, &s.ns, "shop", Duration::from_secs(90), |l| l.phase == "Promoted").await;
+    bed.kubectl_ok(&[
+        "annotate",
+        "-n",
+        &s.ns,
+        "ms",
+        "shop",
+        "shoal.dev/promote=true",
+    ]);
+    watch(bed, &s.ns, "shop", Duration::from_secs(90), |l| {
+        l.phase == "Promoted"
+    })
+    .await;
     assert_eq!(image_of(bed, &s.ns, "shop"), "registry.example/shop:3");
     wait_gone(bed, &s.ns, "deployment", "shop-canary").await;
     let ms = get(bed, &s.ns, "ms", "shop").expect("ms");
     assert!(
-        ms.pointer("/metadata/annotations/shoal.dev~1promote").is_none(),
+        ms.pointer("/metadata/annotations/shoal.dev~1promote")
+            .is_none(),
         "Shoal removes the promote annotation once acted on"
     );
     // Canary of :4, then `kubectl rollout undo` of the stable Deployment: the canary ends,
     // the Deployment keeps what the user restored (:2), and Shoal does not fight it.
-    apply(bed, &s.ns, &microservice("shop", "4", "  replicas: 3", steps));
-    watch(bed, &s.ns, "shop", Duration::from_secs(90), |l| l.phase == "Paused").await;
+    apply(
+        bed,
+        &s.ns,
+        &microservice("shop", "4", "  replicas: 3", steps),
+    );
+    watch(bed, &s.ns, "shop", Duration::from_secs(90), |l| {
+        l.phase == "Paused"
+    })
+    .await;
     bed.kubectl_ok(&["rollout", "undo", "-n", &s.ns, "deployment/shop"]);
-    let looks = watch(bed, &s.ns, "shop", Duration::from_secs(60), |l| l.phase == "Aborted").await;
+    let looks = watch(bed, &s.ns, "shop", Duration::from_secs(60), |l| {
+        l.phase == "Aborted"
+    })
+    .await;
     eprintln!("undo during canary: {}", describe(&looks));
-    let (_, message) = wait_condition(bed, &s.ns, "shop", "RolledBack", "True", "ManualRollback").await;
+    let (_, message) =
+        wait_condition(bed, &s.ns, "shop", "RolledBack", "True", "ManualRollback").await;
     assert!(message.contains("rollout undo"), "{message}");
     wait_gone(bed, &s.ns, "deployment", "shop-canary").await;
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -348,12 +446,17 @@ async fn under_a_load_step_the_total_follows_the_autoscaler_and_the_split_keeps_
     apply(bed, &s.ns, &microservice("shop", "1", scaling, steps));
     wait_ready(bed, &s.ns, "shop").await;
     s.sim.set_load("shop", 200.0);
-    wait_for("4 replicas at 200 req/s", Duration::from_secs(120), || async {
-        (replicas(bed, &s.ns, "shop") == 4).then_some(())
-    })
+    wait_for(
+        "4 replicas at 200 req/s",
+        Duration::from_secs(120),
+        || async { (replicas(bed, &s.ns, "shop") == 4).then_some(()) },
+    )
     .await;
     apply(bed, &s.ns, &microservice("shop", "2", scaling, steps));
-    watch(bed, &s.ns, "shop", Duration::from_secs(90), |l| l.phase == "Paused").await;
+    watch(bed, &s.ns, "shop", Duration::from_secs(90), |l| {
+        l.phase == "Paused"
+    })
+    .await;
     // The load steps up to 500 req/s: 10 replicas in all, 20% of them canary.
     s.sim.set_load("shop", 500.0);
     let looks = watch(bed, &s.ns, "shop", Duration::from_secs(150), |l| {
@@ -363,7 +466,10 @@ async fn under_a_load_step_the_total_follows_the_autoscaler_and_the_split_keeps_
     .await;
     tokio::time::sleep(Duration::from_secs(10)).await;
     let last = look(bed, &s.ns, "shop", Instant::now()).expect("look");
-    eprintln!("load step during canary: {}; then {last:?}", describe(&looks));
+    eprintln!(
+        "load step during canary: {}; then {last:?}",
+        describe(&looks)
+    );
     let canary = last.canary_spec.expect("canary deployment");
     let total = last.stable_spec + canary;
     assert!((9..=11).contains(&total), "total {total}, want 10 ±1");
@@ -375,7 +481,9 @@ async fn under_a_load_step_the_total_follows_the_autoscaler_and_the_split_keeps_
     assert_eq!(last.phase, "Paused", "still in the canary");
     // The autoscaler never scaled the total below what the load asked for during the canary.
     assert!(
-        looks.iter().all(|l| l.stable_spec + l.canary_spec.unwrap_or(0) >= 4),
+        looks
+            .iter()
+            .all(|l| l.stable_spec + l.canary_spec.unwrap_or(0) >= 4),
         "the total dropped below 4: {}",
         describe(&looks)
     );
