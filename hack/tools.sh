@@ -11,7 +11,9 @@
 # bed's Kubernetes (k8s.io/kubernetes, the version tests/cluster/build.sh builds; the
 # built-in schemas of kubectl-validate stop at 1.30) in $OUT/kube-openapi-<version>/, and the
 # Prometheus Operator's CRDs (PodMonitor, ServiceMonitor, PrometheusRule; the version the
-# end-to-end tests install) in $OUT/prometheus-operator-crds-<version>/.
+# end-to-end tests install) in $OUT/prometheus-operator-crds-<version>/, and the Gateway
+# API's standard-channel CRDs (HTTPRoute and the kinds it refers to; the version the
+# traffic-router tests install) in $OUT/gateway-api-crds-<version>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CRANE=v0.22.1 ACTIONLINT=v1.7.12 KUBE_SCORE=v1.20.0 KUBECTL_VALIDATE=v0.0.4
@@ -38,7 +40,8 @@ module_dir() {
 }
 K8S=$(sed -n 's/^K8S=\(v[0-9.]*\) .*/\1/p' tests/cluster/build.sh)
 PROM_OP=$(sed -n 's/^pub const PROMETHEUS_OPERATOR_VERSION: &str = "\(v[0-9.]*\)";/\1/p' tests/e2e/src/lib.rs)
-[ -n "$K8S" ] && [ -n "$PROM_OP" ] || { echo "hack/tools.sh: cannot read the Kubernetes or Prometheus Operator version" >&2; exit 1; }
+GATEWAY_API=$(sed -n 's/^pub const GATEWAY_API_VERSION: &str = "\(v[0-9.]*\)";/\1/p' tests/e2e/src/lib.rs)
+[ -n "$K8S" ] && [ -n "$PROM_OP" ] && [ -n "$GATEWAY_API" ] || { echo "hack/tools.sh: cannot read the Kubernetes, Prometheus Operator or Gateway API version" >&2; exit 1; }
 SCHEMAS=$OUT/kube-openapi-$K8S
 if [ ! -f "$SCHEMAS/.done" ]; then
   echo "[tools.sh $(date +%T)] OpenAPI v3 schemas of Kubernetes $K8S"
@@ -65,4 +68,15 @@ if [ ! -f "$CRDS/.done" ]; then
   done
   chmod -R u+w "$CRDS"
   touch "$CRDS/.done"
+fi
+GATEWAY_CRDS=$OUT/gateway-api-crds-$GATEWAY_API
+if [ ! -f "$GATEWAY_CRDS/.done" ]; then
+  echo "[tools.sh $(date +%T)] Gateway API CRDs $GATEWAY_API"
+  dir=$(module_dir "sigs.k8s.io/gateway-api@$GATEWAY_API")
+  rm -rf "$GATEWAY_CRDS" && mkdir -p "$GATEWAY_CRDS"
+  for kind in gatewayclasses gateways httproutes referencegrants; do
+    cp "$dir/config/crd/standard/gateway.networking.k8s.io_$kind.yaml" "$GATEWAY_CRDS/"
+  done
+  chmod -R u+w "$GATEWAY_CRDS"
+  touch "$GATEWAY_CRDS/.done"
 fi

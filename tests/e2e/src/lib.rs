@@ -488,3 +488,41 @@ pub fn pod_monitor_crd() -> PathBuf {
     assert!(crd.exists(), "{} is missing from {module}", crd.display());
     crd
 }
+
+/// Version of the Gateway API whose standard-channel CRDs (HTTPRoute and the kinds it
+/// refers to) the traffic-router tests install; hack/tools.sh reads it from this line.
+pub const GATEWAY_API_VERSION: &str = "v1.6.3";
+
+/// The kinds of the Gateway API's standard channel the tests install.
+pub const GATEWAY_API_KINDS: [&str; 4] = [
+    "gatewayclasses",
+    "gateways",
+    "httproutes",
+    "referencegrants",
+];
+
+/// The Gateway API CRD files, laid out by hack/tools.sh (`make tools`, which `make test`
+/// runs) from the Go module `sigs.k8s.io/gateway-api` in
+/// `$SHOAL_TOOLS/gateway-api-crds-<version>/` (default `~/.cache/shoal/tools`). Panics,
+/// naming the command that makes them, when they are missing.
+pub fn gateway_api_crds() -> Vec<PathBuf> {
+    let tools = std::env::var_os("SHOAL_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+                .join(".cache/shoal/tools")
+        });
+    let dir = tools.join(format!("gateway-api-crds-{GATEWAY_API_VERSION}"));
+    GATEWAY_API_KINDS
+        .iter()
+        .map(|kind| {
+            let crd = dir.join(format!("gateway.networking.k8s.io_{kind}.yaml"));
+            assert!(
+                crd.exists(),
+                "{} is missing: run `bash hack/tools.sh` (make test does)",
+                crd.display()
+            );
+            crd
+        })
+        .collect()
+}

@@ -15,6 +15,7 @@ mod observability;
 mod refusals;
 mod restarts;
 mod rollout;
+mod routers;
 mod scale;
 mod schedules;
 mod schema;
