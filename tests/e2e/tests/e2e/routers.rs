@@ -261,3 +261,110 @@ async fn a_canary_through_an_http_route_weights_its_rule_and_puts_it_back_after_
         "the route was written after the canary ended"
     );
 }
+
+/// A Microservice `shop` of `tag` with an Ingress, strategy Canary and `routing` (YAML at
+/// `trafficRouting:`, or empty for none).
+fn with_ingress(tag: &str, routing: &str) -> String {
+    let routing = if routing.is_empty() {
+        String::new()
+    } else {
+        format!("      trafficRouting: {routing}\n")
+    };
+    format!(
+        "apiVersion: shoal.dev/v1alpha1\nkind: Microservice\nmetadata: {{name: shop}}\nspec:\n  image: registry.example/shop:{tag}\n  replicas: 3\n  resources: {{requests: {{cpu: 100m}}}}\n  ingress: {{host: shop.example.com, className: nginx}}\n  rollout:\n    strategy: Canary\n    canary:\n      steps: [{{weight: 20}}, {{pause: {{}}}}]\n      analysis: {{interval: 10s, noDataTimeout: 30m}}\n{routing}"
+    )
+}
+
+fn ingress_backend(bed: &TestBed, ns: &str, name: &str) -> Option<String> {
+    get(bed, ns, "ingress", name)?
+        .pointer("/spec/rules/0/http/paths/0/backend/service/name")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nginx_routing_rolls_the_stable_pods_once_then_splits_a_canary_with_a_canary_ingress() {
+    let bed = testbed();
+    let ns = bed.namespace("routers-nginx");
+    let _op = bed.operator(&ns, &[]);
+    apply(bed, &ns, &with_ingress("1", ""));
+    wait_ready(bed, &ns, "shop").await;
+    // Setting the router: the stable pods get their track in one rolling update, and no
+    // canary starts (the revision is the same).
+    apply(bed, &ns, &with_ingress("1", "{nginx: {}}"));
+    wait_for("the stable pods labelled", TIMEOUT, || async {
+        let d = get(bed, &ns, "deployment", "shop")?;
+        let labelled =
+            d.pointer("/spec/template/metadata/labels/shoal.dev~1track") == Some(&json!("stable"));
+        let done = d.pointer("/status/updatedReplicas") == Some(&json!(3))
+            && d.pointer("/status/replicas") == Some(&json!(3));
+        (labelled && done).then_some(())
+    })
+    .await;
+    wait_ready(bed, &ns, "shop").await;
+    let ms = get(bed, &ns, "ms", "shop").expect("ms");
+    assert!(
+        ms.pointer("/status/rollout/canary").is_none(),
+        "setting a router started a canary: {}",
+        ms["status"]["rollout"]
+    );
+    assert!(get(bed, &ns, "deployment", "shop-canary").is_none());
+    assert!(
+        get(bed, &ns, "service", "shop-stable").is_none(),
+        "no split without a canary"
+    );
+
+    // A canary: the canary Ingress at 20%, the own Ingress on the stable Service.
+    apply(bed, &ns, &with_ingress("2", "{nginx: {}}"));
+    let canary = wait_for("the canary Ingress", TIMEOUT, || async {
+        get(bed, &ns, "ingress", "shop-canary")
+    })
+    .await;
+    let annotations = &canary["metadata"]["annotations"];
+    assert_eq!(annotations["nginx.ingress.kubernetes.io/canary"], "true");
+    assert_eq!(
+        annotations["nginx.ingress.kubernetes.io/canary-weight"],
+        "20"
+    );
+    assert_eq!(
+        ingress_backend(bed, &ns, "shop-canary").as_deref(),
+        Some("shop-canary")
+    );
+    wait_for("the own Ingress on shop-stable", TIMEOUT, || async {
+        (ingress_backend(bed, &ns, "shop").as_deref() == Some("shop-stable")).then_some(())
+    })
+    .await;
+    assert!(get(bed, &ns, "service", "shop-stable").is_some());
+    assert!(get(bed, &ns, "service", "shop-canary").is_some());
+
+    // Promoted: the canary Ingress goes, the own Ingress comes back to `shop`, then the track
+    // Services go.
+    bed.kubectl_ok(&[
+        "annotate",
+        "-n",
+        &ns,
+        "ms",
+        "shop",
+        "shoal.dev/promote=true",
+    ]);
+    wait_gone(bed, &ns, "ingress", "shop-canary").await;
+    wait_for("the own Ingress back on shop", TIMEOUT, || async {
+        (ingress_backend(bed, &ns, "shop").as_deref() == Some("shop")).then_some(())
+    })
+    .await;
+    wait_gone(bed, &ns, "service", "shop-stable").await;
+    wait_gone(bed, &ns, "service", "shop-canary").await;
+    let deleted = events(bed, &ns, "shop", "Deleted");
+    for object in [
+        "Ingress shop-canary",
+        "Service shop-stable",
+        "Service shop-canary",
+    ] {
+        assert!(
+            deleted
+                .iter()
+                .any(|e| e == &format!("Deleted {object}: the canary's traffic split ended")),
+            "{object}: {deleted:?}"
+        );
+    }
+}
