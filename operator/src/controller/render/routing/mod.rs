@@ -265,8 +265,9 @@ pub fn plan(
         .collect();
     let stable_ingress = split.is_some() && router.as_ref().is_some_and(|r| r.stable_ingress());
 
-    // The route: set while split; put back once not split while the track Services exist
-    // (also after the router was switched off: the Services name the route they were for).
+    // The route: set while split; otherwise put back while a track Service exists, which it
+    // may send to (the canary ended, or lost its last available pod; also after the router
+    // was switched off: the Services name the route they were for).
     let route_router = match router {
         Some(r) if r.route().is_some() => Some(r),
         _ => gateway::left_behind(&[live.stable_service, live.canary_service]),
@@ -274,11 +275,9 @@ pub fn plan(
     let any_service_live = live.stable_service.is_some() || live.canary_service.is_some();
     let route = route_router.and_then(|r| {
         let target = r.route()?;
-        match (split, wanted) {
-            (Some(w), _) => Some((r, target, Some(w))),
-            // The Services are on their way: the route waits for them.
-            (None, Some(_)) => None,
-            (None, None) => any_service_live.then_some((r, target, None)),
+        match split {
+            Some(w) => Some((r, target, Some(w))),
+            None => any_service_live.then_some((r, target, None)),
         }
     });
 

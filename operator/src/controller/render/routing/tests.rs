@@ -298,6 +298,11 @@ fn the_services_come_first_and_traffic_waits_for_them_and_for_a_canary_pod() {
         plan.stale_services.is_empty(),
         "the Services stay while wanted"
     );
+    let (_, _, split) = plan.route.as_ref().expect("the route is read");
+    assert_eq!(
+        *split, None,
+        "and sends to shop alone (again, if it was split)"
+    );
     let world = World::of(&ms);
     let plan = plan_at(&ms, &world, "Paused", 20);
     let (_, target, split) = plan.route.as_ref().expect("the route is set");
