@@ -138,6 +138,8 @@ fn rbac_is_least_privilege() {
         "shoal.dev/microservices:watch",
         "shoal.dev/microservices/status:patch",
         "apps/deployments:patch",
+        "apps/deployments:delete",
+        "shoal.dev/microservices:patch",
         "apps/deployments/scale:patch",
         "/configmaps:delete",
         "/services:delete",
@@ -164,10 +166,8 @@ fn rbac_is_least_privilege() {
         );
     }
     for forbidden in [
-        "shoal.dev/microservices:patch",
         "gateway.networking.k8s.io/httproutes:watch",
         "gateway.networking.k8s.io/httproutes:create",
-        "apps/deployments:delete",
         "apps/replicasets:patch",
         "/pods:patch",
         "/pods:delete",

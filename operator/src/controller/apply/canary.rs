@@ -80,7 +80,7 @@ impl Step<'_> {
             .status
             .canary
             .as_ref()
-            .is_none_or(|c| matches!(c.phase, CanaryPhase::Promoting | CanaryPhase::Promoted));
+            .is_some_and(|c| matches!(c.phase, CanaryPhase::Promoting | CanaryPhase::Promoted));
         if !(asked && acted) {
             return Ok(());
         }
@@ -97,11 +97,12 @@ impl Step<'_> {
         {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-            Err(source) => Err(Error::Apply {
-                kind: "Microservice",
-                name: self.valid.name.clone(),
-                source,
-            }),
+            // The promote happened; the annotation stays until a later pass removes it
+            // (with it, a next canary would be promoted at once: say so, do not fail).
+            Err(err) => {
+                tracing::warn!(name = %self.valid.name, error = %err, "could not remove the shoal.dev/promote annotation");
+                Ok(())
+            }
         }
     }
 }
