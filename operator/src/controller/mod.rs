@@ -266,6 +266,9 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>) {
             watcher::Config::default(),
         )
         .default_backoff()
+        // Nothing reads a Microservice's managedFields; with several field managers
+        // (kubectl, shoal, shoal-autoscaler) they are a large share of each cached object.
+        .modify(|ms| ms.managed_fields_mut().clear())
         .reflect(microservices_w)
         .applied_objects(),
     );

@@ -262,39 +262,47 @@ pub fn needs_write(old: Option<&MicroserviceStatus>, new: &MicroserviceStatus) -
     old.map(controller_view) != Some(controller_view(new))
 }
 
-/// True when `old` and `new` both describe the same rollout still in progress, and differ
-/// only in how far it got (replica counts, the revision's number, messages): a write that
-/// may wait a few seconds, so that a rollout that completes at once costs one status write
-/// when it starts and one when it is done, not one per step of the Deployment controller.
-/// Anything else (a condition's status or reason, the generation, a failure) is news.
+/// True when `new` differs from `old` only in figures (replica counts, the revision's
+/// number, messages, the rollout history's numbering): no condition changed its status or
+/// reason, the generation is the same, and no canary moved to another step or phase. Such
+/// a write may wait a few seconds, so that a rollout (or a new Microservice) costs one
+/// status write when it starts and one when it is done, not one per step of the Deployment
+/// controller. Anything else (a condition's status or reason, the generation, a failure, a
+/// canary step) is news and is written at once.
 pub fn only_progress(old: Option<&MicroserviceStatus>, new: &MicroserviceStatus) -> bool {
     let Some(old) = old else {
         return false;
     };
-    let in_progress = |s: &MicroserviceStatus| {
-        let ready = conditions::find(&s.conditions, ConditionType::Ready.as_str());
-        let progressing = conditions::find(&s.conditions, ConditionType::Progressing.as_str());
-        ready.is_some_and(|c| {
-            c.status == "False"
-                && (c.reason == Reason::RolloutInProgress.as_str()
-                    || c.reason == Reason::ReplicasUnavailable.as_str())
-        }) && progressing
-            .is_some_and(|c| c.status == "True" && c.reason == Reason::RolloutInProgress.as_str())
+    let verdicts = |s: &MicroserviceStatus| {
+        let mut v: Vec<(String, String, String)> = s
+            .conditions
+            .iter()
+            .filter(|c| CONTROLLER_CONDITIONS.iter().any(|t| t.as_str() == c.type_))
+            .map(|c| {
+                // Ready=False between "rolling out" and "replicas unavailable" is the same
+                // rollout getting on.
+                let reason = if c.reason == Reason::ReplicasUnavailable.as_str() {
+                    Reason::RolloutInProgress.as_str().to_string()
+                } else {
+                    c.reason.clone()
+                };
+                (c.type_.clone(), c.status.clone(), reason)
+            })
+            .collect();
+        v.sort();
+        v
     };
-    let others_unchanged = || {
-        let types = |s: &MicroserviceStatus| {
-            s.conditions
-                .iter()
-                .filter(|c| c.type_ != ConditionType::Ready.as_str())
-                .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
-                .collect::<Vec<_>>()
-        };
-        types(old) == types(new)
+    let canary = |s: &MicroserviceStatus| {
+        s.rollout
+            .as_ref()
+            .and_then(|r| r.canary.as_ref())
+            .map(|c| (c.template_hash.clone(), c.phase, c.step))
     };
+    let held = |s: &MicroserviceStatus| s.rollout.as_ref().and_then(|r| r.held_generation);
     old.observed_generation == new.observed_generation
-        && in_progress(old)
-        && in_progress(new)
-        && others_unchanged()
+        && verdicts(old) == verdicts(new)
+        && canary(old) == canary(new)
+        && held(old) == held(new)
 }
 
 /// An Event to publish about the Microservice.

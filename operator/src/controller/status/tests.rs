@@ -371,4 +371,8 @@ fn only_the_progress_of_a_rollout_in_progress_may_wait() {
         ..halfway.conditions[0].clone()
     });
     assert!(!only_progress(Some(&halfway), &degraded));
+    // A settled Microservice whose figures move (replicas counted, a revision numbered)
+    // may wait too; a canary's step is news.
+    let more = rollout_status(("True", Available), ("True", NewRevisionAvailable), 3);
+    assert!(only_progress(Some(&done), &more));
 }
