@@ -12,7 +12,8 @@ use k8s_openapi::jiff::Timestamp;
 use prometheus_http_query::response::Data;
 use tracing::{debug, warn};
 
-use crate::autoscaler::source::{self, MetricsConfig};
+use crate::autoscaler::source;
+pub use crate::autoscaler::source::MetricsConfig;
 use crate::validate::AnalysisPolicy;
 
 /// A canary is forgotten when no reconcile asked for it for this long.

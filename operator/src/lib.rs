@@ -28,6 +28,7 @@ pub mod server;
 pub mod telemetry;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
+pub mod tracks;
 pub mod validate;
 pub mod vocabulary;
 

@@ -65,7 +65,7 @@ pub async fn act(
     let current = observed.current;
     // During a canary release the stable Deployment gets its share of the total.
     let stable_target = observed.canary_weight.map_or(decision.desired, |w| {
-        crate::controller::canary::stable_share(decision.desired, w)
+        crate::tracks::stable_share(decision.desired, w)
     });
     let mut outcome = Outcome::Unchanged;
     if decision.desired != current && stable_target != observed.stable {

@@ -244,7 +244,7 @@ pub fn observe(
 }
 
 /// Counts a canary release in: the canary's replicas join the current count, its weight
-/// splits the desired total ([`crate::controller::canary::stable_share`]), and while its
+/// splits the desired total ([`crate::tracks::stable_share`]), and while its
 /// pods are not all available there is no scale-down (as during a rollout).
 pub fn with_canary(observed: &mut Observed, canary: Option<&Deployment>) {
     let status = observed.target.ms.status.as_ref();

@@ -210,7 +210,7 @@ impl Loop {
             &batches,
         );
         for o in &mut observed {
-            let name = crate::controller::render::canary_name(&o.target.valid.name);
+            let name = crate::tracks::canary_name(&o.target.valid.name);
             let canary = deployments.get(&ObjectRef::new(&name).within(&o.target.valid.namespace));
             inputs::with_canary(o, canary.as_deref());
         }

@@ -27,23 +27,7 @@ pub fn in_flight(rollout: &crate::crd::RolloutStatus) -> bool {
     rollout.canary.as_ref().is_some_and(|c| c.phase.in_flight())
 }
 
-/// Canary replicas beside `stable` stable ones so that the canary's share of the pods is
-/// about `weight` percent: at least one.
-pub fn canary_replicas(stable: i32, weight: i32) -> i32 {
-    if weight <= 0 || weight >= 100 {
-        return 1;
-    }
-    let c = (f64::from(stable.max(0)) * f64::from(weight) / f64::from(100 - weight)).round();
-    (c as i32).max(1)
-}
-
-/// The stable replicas that, with their canary ([`canary_replicas`]), make at least
-/// `total`: what an autoscaler asking for `total` writes to the stable Deployment.
-pub fn stable_share(total: i32, weight: i32) -> i32 {
-    (1..=total.max(1))
-        .find(|&s| s + canary_replicas(s, weight) >= total)
-        .unwrap_or(1)
-}
+pub use crate::tracks::{canary_replicas, stable_share};
 
 /// Everything the canary transition looks at.
 pub struct Observed<'a> {

@@ -63,7 +63,7 @@ pub struct Config {
     /// Time between two discovery checks for the Prometheus Operator's PodMonitor CRD.
     pub pod_monitor_recheck: Duration,
     /// Where canary analyses read their metrics.
-    pub analysis: Option<crate::autoscaler::source::MetricsConfig>,
+    pub analysis: Option<crate::analysis::MetricsConfig>,
 }
 
 /// Watch caches of the children.

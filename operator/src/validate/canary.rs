@@ -126,12 +126,14 @@ pub fn analysis_policy(a: &CanaryAnalysis) -> Result<AnalysisPolicy, InvalidSpec
     };
     if let Some(selector) = a.selector.as_deref().filter(|s| !s.trim().is_empty()) {
         let series = format!("up{{{selector}}}");
-        crate::autoscaler::source::check_promql(&series).map_err(|e| {
-            invalid(
-                format!("{field}.selector"),
-                format!("{selector:?} is not a list of PromQL label matchers: {e}"),
-            )
-        })?;
+        promql_parser::parser::parse(&series)
+            .map(|_| ())
+            .map_err(|e| {
+                invalid(
+                    format!("{field}.selector"),
+                    format!("{selector:?} is not a list of PromQL label matchers: {e}"),
+                )
+            })?;
     }
     Ok(AnalysisPolicy {
         interval,

@@ -8,25 +8,7 @@ use super::meta::{
 };
 use crate::validate::ValidatedMicroservice;
 
-/// Pod label naming the track of a canary release: `canary` on canary pods; `stable` on the
-/// stable Deployment's pods only when a traffic router needs a Service of its own for them
-/// (`nginx`, `gatewayAPI`). Pods without it are the stable track, so turning canaries on
-/// with the default routing (replica ratio) restarts no pod.
-pub const TRACK_LABEL: &str = "shoal.dev/track";
-/// Value of [`TRACK_LABEL`] on canary pods.
-pub const CANARY_TRACK: &str = "canary";
-/// Value of [`TRACK_LABEL`] on the stable Deployment's pods when a traffic router is set.
-pub const STABLE_TRACK: &str = "stable";
-
-/// Name of the canary Deployment (and of the canary Service and Ingress).
-pub fn canary_name(name: &str) -> String {
-    format!("{name}-canary")
-}
-
-/// Name of the Service that selects only the stable track (traffic routers).
-pub fn stable_name(name: &str) -> String {
-    format!("{name}-stable")
-}
+pub use crate::tracks::{CANARY_TRACK, STABLE_TRACK, TRACK_LABEL, canary_name, stable_name};
 
 /// The canary Deployment for `rendered` (the stable Deployment as rendered for this
 /// generation) with `replicas` pods.
