@@ -38,7 +38,8 @@ pub struct CanarySettings {
     /// How traffic is split. By default by replica ratio: the canary's pods sit behind the
     /// same Service, so its share of the traffic is its share of the pods. With an Ingress,
     /// `nginx: {}` adds an ingress-nginx canary Ingress for an exact weight; `gatewayAPI`
-    /// sets backend weights on a Gateway API HTTPRoute.
+    /// sets backend weights on a Gateway API HTTPRoute. Either gives the stable pods the
+    /// label `shoal.dev/track: stable` (one ordinary rolling update, no canary).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic_routing: Option<TrafficRouting>,
     /// Skip the remaining steps and promote the canary in flight (and any later canary at
