@@ -126,6 +126,10 @@ async fn pod_monitor_follows_the_crd_and_the_spec() {
                     "sourceLabels": ["__meta_kubernetes_pod_label_app_kubernetes_io_instance"],
                     "targetLabel": "service",
                     "action": "replace"
+                }, {
+                    "sourceLabels": ["__meta_kubernetes_pod_label_shoal_dev_track"],
+                    "targetLabel": "track",
+                    "action": "replace"
                 }]
             }]
         })

@@ -241,7 +241,9 @@ async fn operator_runs_with_nothing_but_the_charts_rbac() {
     // What the chart grants, and what it does not.
     assert!(!can_i(bed, &user, &["get", "secrets", "-A"]));
     assert!(!can_i(bed, &user, &["list", "secrets", "-n", &ns]));
-    assert!(!can_i(bed, &user, &["delete", "deployments", "-n", &ns]));
+    assert!(!can_i(bed, &user, &["delete", "replicasets", "-n", &ns]));
+    // Deleting Deployments: only the canary's, when a canary ends (below).
+    assert!(can_i(bed, &user, &["delete", "deployments", "-n", &ns]));
     assert!(!can_i(bed, &user, &["patch", "leases", "-n", "default"]));
     assert!(can_i(
         bed,
@@ -303,6 +305,39 @@ async fn operator_runs_with_nothing_but_the_charts_rbac() {
         2,
         "the autoscaler's first scale write"
     );
+    // A canary ended by a promote: the canary Deployment deleted and the one-off promote
+    // annotation removed, both with the chart's RBAC alone.
+    let example = std::fs::read_to_string(repo_root().join("manifests/examples/canary.yaml"))
+        .expect("the canary example");
+    apply(bed, &ns, &example.replace("name: checkout", "name: cart"));
+    wait_ready(bed, &ns, "cart").await;
+    bed.kubectl_ok(&[
+        "patch",
+        "microservice",
+        "cart",
+        "-n",
+        &ns,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"image":"registry.example/checkout:1.5.0"}}"#,
+    ]);
+    wait_exists(bed, &ns, "deployment", "cart-canary").await;
+    bed.kubectl_ok(&[
+        "annotate",
+        "microservice",
+        "cart",
+        "-n",
+        &ns,
+        "shoal.dev/promote=true",
+    ]);
+    wait_gone(bed, &ns, "deployment", "cart-canary").await;
+    wait_for("the promote annotation removed", TIMEOUT, || async {
+        get(bed, &ns, "ms", "cart").filter(|ms| {
+            ms.pointer("/metadata/annotations/shoal.dev~1promote")
+                .is_none()
+        })
+    })
+    .await;
     let log = op.plain_log_text();
     assert_eq!(log_count(&op, "acquired the leader lease"), 1, "{log}");
     for denied in ["forbidden", "Forbidden"] {
