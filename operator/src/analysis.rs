@@ -157,16 +157,17 @@ struct Inner {
 pub struct Analyzer {
     config: MetricsConfig,
     inner: Mutex<Inner>,
-    queries: std::sync::atomic::AtomicU64,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Analyzer {
-    /// An analyzer reading Prometheus as `config` says.
-    pub fn new(config: MetricsConfig) -> Analyzer {
+    /// An analyzer reading Prometheus as `config` says, counting its queries in `metrics`
+    /// (`shoal_canary_analysis_queries_total`).
+    pub fn new(config: MetricsConfig, metrics: Arc<crate::metrics::Metrics>) -> Analyzer {
         Analyzer {
             config,
             inner: Mutex::default(),
-            queries: Default::default(),
+            metrics,
         }
     }
 
@@ -191,11 +192,6 @@ impl Analyzer {
         let mut inner = self.lock();
         inner.wanted.remove(key);
         inner.samples.remove(key);
-    }
-
-    /// Queries sent so far.
-    pub fn queries_sent(&self) -> u64 {
-        self.queries.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The groups whose interval has passed since their last queries, with their canaries.
@@ -228,8 +224,7 @@ impl Analyzer {
         let queries = group.queries(&self.config);
         let mut out: [Split; 3] = Default::default();
         for (i, q) in queries.iter().enumerate() {
-            self.queries
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.metrics.canary_query();
             let data = source::query(client, q, self.config.timeout)
                 .await
                 .map_err(|e| format!("{e} (query {q})"))?;
@@ -320,7 +315,7 @@ mod tests {
 
     #[test]
     fn canaries_with_the_same_settings_share_one_set_of_queries_per_interval() {
-        let analyzer = Analyzer::new(config());
+        let analyzer = Analyzer::new(config(), Arc::new(crate::metrics::Metrics::new()));
         let p = policy();
         for name in ["a", "b", "c"] {
             analyzer.want(("ns".into(), name.into()), &p);

@@ -68,6 +68,7 @@ pub struct Metrics {
     queries: Counter,
     query_errors: Family<QueryErrorLabels, Counter>,
     scale_writes: Counter,
+    canary_queries: Counter,
     /// Gauges computed from the controller's Microservice cache, once it is attached.
     pub microservices: crate::condition_metrics::ConditionMetrics,
 }
@@ -171,6 +172,12 @@ impl Metrics {
             "Writes of the metrics loop to the scale subresource of Deployments",
             scale_writes.clone(),
         );
+        let canary_queries = Counter::default();
+        registry.register(
+            "canary_analysis_queries",
+            "Prometheus queries sent by the canary analysis (three per group of canaries sharing metric names, selector and interval, once per interval)",
+            canary_queries.clone(),
+        );
         let microservices = crate::condition_metrics::ConditionMetrics::default();
         registry.register_collector(Box::new(microservices.clone()));
         Metrics {
@@ -178,6 +185,7 @@ impl Metrics {
             queries,
             query_errors,
             scale_writes,
+            canary_queries,
             registry: root,
             reconciles,
             reconcile_errors,
@@ -188,6 +196,11 @@ impl Metrics {
             leader,
             microservices,
         }
+    }
+
+    /// Counts a query of the canary analysis.
+    pub fn canary_query(&self) {
+        self.canary_queries.inc();
     }
 
     /// Counts a reconcile and measures it until the returned guard drops.
@@ -357,6 +370,10 @@ mod tests {
         );
         assert_eq!(
             sample(&text, "shoal_autoscaler_scale_writes_total"),
+            Some(0.0)
+        );
+        assert_eq!(
+            sample(&text, "shoal_canary_analysis_queries_total"),
             Some(0.0)
         );
         assert!(text.contains("shoal_build_info{version=\""), "{text}");

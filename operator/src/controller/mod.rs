@@ -341,7 +341,7 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>) {
     ));
     let analyzer = config
         .analysis
-        .map(|m| Arc::new(crate::analysis::Analyzer::new(m)));
+        .map(|m| Arc::new(crate::analysis::Analyzer::new(m, metrics.clone())));
     let analysis_task = analyzer.clone().map(|a| tokio::spawn(a.run()));
     let mut ctx =
         Context::new(client, stores, config.resync, metrics).with_pod_monitors(pod_monitors);

@@ -148,7 +148,7 @@ struct Setup {
     ns: String,
     _prometheus: Prometheus,
     sim: LoadSim,
-    _op: shoal_e2e::Operator,
+    op: shoal_e2e::Operator,
 }
 
 fn setup(label: &str) -> Setup {
@@ -161,7 +161,7 @@ fn setup(label: &str) -> Setup {
         ns,
         _prometheus: prometheus,
         sim,
-        _op: op,
+        op,
     }
 }
 
@@ -452,11 +452,40 @@ async fn under_a_load_step_the_total_follows_the_autoscaler_and_the_split_keeps_
         || async { (replicas(bed, &s.ns, "shop") == 4).then_some(()) },
     )
     .await;
+    // A second canary in flight beside it, with the same analysis settings.
+    apply(
+        bed,
+        &s.ns,
+        &microservice("cart", "1", "  replicas: 2", steps),
+    );
+    wait_ready(bed, &s.ns, "cart").await;
+    s.sim.set_load("cart", 100.0);
     apply(bed, &s.ns, &microservice("shop", "2", scaling, steps));
-    watch(bed, &s.ns, "shop", Duration::from_secs(90), |l| {
-        l.phase == "Paused"
-    })
-    .await;
+    apply(
+        bed,
+        &s.ns,
+        &microservice("cart", "2", "  replicas: 2", steps),
+    );
+    for name in ["shop", "cart"] {
+        watch(bed, &s.ns, name, Duration::from_secs(90), |l| {
+            l.phase == "Paused"
+        })
+        .await;
+    }
+    // Both canaries share one set of three queries per 10 s interval (six without sharing).
+    let queries = || {
+        s.op.metric("shoal_canary_analysis_queries_total", &[])
+            .expect("the analysis query counter")
+    };
+    let (q0, t0) = (queries(), Instant::now());
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    let intervals = (t0.elapsed().as_secs_f64() / 10.0).ceil();
+    let sent = queries() - q0;
+    eprintln!("two canaries: {sent} analysis queries in {intervals} intervals");
+    assert!(
+        sent >= 3.0 && sent <= 3.0 * (intervals + 1.0),
+        "{sent} queries in {intervals} intervals of 10 s for two canaries: not shared"
+    );
     // The load steps up to 500 req/s: 10 replicas in all, 20% of them canary.
     s.sim.set_load("shop", 500.0);
     let looks = watch(bed, &s.ns, "shop", Duration::from_secs(150), |l| {
