@@ -332,8 +332,12 @@ mod tests {
             analyzer.due().is_empty(),
             "nothing is due again before the interval"
         );
+        // A group nobody wants any more is forgotten, so it is due at once if it comes back.
         analyzer.forget(&("ns2".into(), "d".into()));
-        assert!(!analyzer.lock().ran.contains_key(&due[1].0) || analyzer.due().is_empty());
+        assert!(analyzer.due().is_empty());
+        assert!(!analyzer.lock().ran.contains_key(&due[1].0));
+        analyzer.want(("ns2".into(), "d".into()), &other);
+        assert_eq!(analyzer.due().len(), 1, "the 60 s group again, not waiting");
     }
 
     #[test]

@@ -477,33 +477,41 @@ impl Step<'_> {
                 }
             }
             (None, Some(live)) if owned_by(live, self.valid) => {
-                let name = &self.valid.name;
-                match self
-                    .api::<K>()
-                    .delete(name, &DeleteParams::background())
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(status)) if status.code == 404 => {}
-                    Err(source) => {
-                        return Err(Error::Delete {
-                            kind: kube_ext::kind_of::<K>(),
-                            name: name.clone(),
-                            source,
-                        });
-                    }
-                }
-                let note = format!("Deleted {} {name}: no longer in the spec", K::kind(&()));
-                self.publish(
-                    EventType::Normal,
-                    EventReason::Deleted,
-                    EventAction::Delete,
-                    note,
-                )
-                .await;
+                let name = self.valid.name.clone();
+                self.delete_child::<K>(&name, "no longer in the spec")
+                    .await?;
             }
             (None, _) => {}
         }
+        Ok(())
+    }
+
+    /// Deletes child `name` of kind `K` and publishes "Deleted <Kind> <name>: <why>"; one
+    /// already gone is no error and no Event.
+    async fn delete_child<K: Child>(&mut self, name: &str, why: &str) -> Result<()> {
+        match self
+            .api::<K>()
+            .delete(name, &DeleteParams::background())
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => return Ok(()),
+            Err(source) => {
+                return Err(Error::Delete {
+                    kind: kube_ext::kind_of::<K>(),
+                    name: name.to_string(),
+                    source,
+                });
+            }
+        }
+        let note = format!("Deleted {} {name}: {why}", K::kind(&()));
+        self.publish(
+            EventType::Normal,
+            EventReason::Deleted,
+            EventAction::Delete,
+            note,
+        )
+        .await;
         Ok(())
     }
 }

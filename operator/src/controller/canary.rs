@@ -219,17 +219,12 @@ impl Observed<'_> {
 }
 
 fn progressing(reason: Reason, message: String) -> Vec<ConditionSpec> {
-    use ConditionType::{Degraded, Progressing, RolledBack};
-    vec![
-        ConditionSpec::of(Progressing, true, reason, message),
-        ConditionSpec::of(Degraded, false, Reason::Healthy, "no failed rollout"),
-        ConditionSpec::of(
-            RolledBack,
-            false,
-            Reason::NoRollback,
-            "nothing was rolled back",
-        ),
-    ]
+    super::rollout::healthy(ConditionSpec::of(
+        ConditionType::Progressing,
+        true,
+        reason,
+        message,
+    ))
 }
 
 fn aborted(st: &mut CanaryStatus, reason: Reason, why: String, stable: String) -> Outcome {

@@ -137,7 +137,7 @@ fn phase(progress: &Progress) -> Phase {
 }
 
 /// The conditions of a rollout that has not failed: `progressing`, not Degraded, not rolled back.
-fn healthy(progressing: ConditionSpec) -> Vec<ConditionSpec> {
+pub(super) fn healthy(progressing: ConditionSpec) -> Vec<ConditionSpec> {
     use ConditionType::{Degraded, RolledBack};
     vec![
         progressing,

@@ -5,8 +5,7 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{DeleteParams, Patch, PatchParams};
-use kube::runtime::events::EventType;
+use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
 
 use super::{Live, Step, needs_apply, owned_by};
@@ -15,9 +14,7 @@ use crate::controller::render;
 use crate::controller::render::routing::Plan;
 use crate::controller::rollout::Transition;
 use crate::crd::{CanaryPhase, Microservice};
-use crate::error::{Error, Result};
-use crate::kube_ext;
-use crate::vocabulary::{EventAction, EventReason};
+use crate::error::Result;
 
 impl Step<'_> {
     /// Applies or deletes the canary Deployment as `transition` says.
@@ -44,29 +41,8 @@ impl Step<'_> {
             }
             (None, Some(current)) => {
                 let name = current.name_any();
-                match self
-                    .api::<Deployment>()
-                    .delete(&name, &DeleteParams::background())
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(status)) if status.code == 404 => {}
-                    Err(source) => {
-                        return Err(Error::Delete {
-                            kind: kube_ext::kind_of::<Deployment>(),
-                            name,
-                            source,
-                        });
-                    }
-                }
-                let note = format!("Deleted Deployment {name}: the canary ended");
-                self.publish(
-                    EventType::Normal,
-                    EventReason::Deleted,
-                    EventAction::Delete,
-                    note,
-                )
-                .await;
+                self.delete_child::<Deployment>(&name, "the canary ended")
+                    .await?;
             }
             (None, None) => {}
         }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::Api;
-use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::runtime::events::EventType;
 use serde_json::Value;
 
@@ -23,7 +23,6 @@ use crate::controller::render::routing::{
 use crate::controller::render::{canary_name, stable_name};
 use crate::controller::rollout::Transition;
 use crate::error::{Error, Result};
-use crate::kube_ext;
 use crate::vocabulary::{EventAction, EventReason};
 
 /// What became of the user's route.
@@ -123,33 +122,8 @@ impl Step<'_> {
 
     /// Deletes a router's object Shoal owns (the plan names only those), with one Event.
     async fn delete_routed<K: Child>(&mut self, name: &str) -> Result<()> {
-        match self
-            .api::<K>()
-            .delete(name, &DeleteParams::background())
+        self.delete_child::<K>(name, "the canary's traffic split ended")
             .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 404 => return Ok(()),
-            Err(source) => {
-                return Err(Error::Delete {
-                    kind: kube_ext::kind_of::<K>(),
-                    name: name.to_string(),
-                    source,
-                });
-            }
-        }
-        let note = format!(
-            "Deleted {} {name}: the canary's traffic split ended",
-            K::kind(&())
-        );
-        self.publish(
-            EventType::Normal,
-            EventReason::Deleted,
-            EventAction::Delete,
-            note,
-        )
-        .await;
-        Ok(())
     }
 
     /// Reads the user's route and patches what differs from `split`.

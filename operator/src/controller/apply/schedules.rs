@@ -6,13 +6,9 @@ use std::sync::Arc;
 
 use k8s_openapi::api::batch::v1::CronJob;
 use kube::ResourceExt;
-use kube::api::DeleteParams;
-use kube::runtime::events::EventType;
 
 use super::{Step, needs_apply, owned_by};
-use crate::error::{Error, Result};
-use crate::kube_ext;
-use crate::vocabulary::{EventAction, EventReason};
+use crate::error::Result;
 
 impl Step<'_> {
     /// Applies each rendered CronJob that differs from its live copy, then deletes the
@@ -34,29 +30,8 @@ impl Step<'_> {
             .filter(|l| owned_by(&***l, self.valid) && !wanted.contains(&l.name_any()))
         {
             let name = stale.name_any();
-            match self
-                .api::<CronJob>()
-                .delete(&name, &DeleteParams::background())
-                .await
-            {
-                Ok(_) => {}
-                Err(kube::Error::Api(status)) if status.code == 404 => {}
-                Err(source) => {
-                    return Err(Error::Delete {
-                        kind: kube_ext::kind_of::<CronJob>(),
-                        name,
-                        source,
-                    });
-                }
-            }
-            let note = format!("Deleted CronJob {name}: its schedule is no longer in the spec");
-            self.publish(
-                EventType::Normal,
-                EventReason::Deleted,
-                EventAction::Delete,
-                note,
-            )
-            .await;
+            self.delete_child::<CronJob>(&name, "its schedule is no longer in the spec")
+                .await?;
         }
         Ok(())
     }

@@ -115,24 +115,6 @@ fn least_ready(recorder: &ReplicaRecorder) -> i32 {
         .unwrap_or(0)
 }
 
-/// Events of `reason` about Microservice `name`.
-fn events(bed: &TestBed, ns: &str, name: &str, reason: &str) -> Vec<String> {
-    bed.kubectl_ok(&[
-        "get",
-        "events",
-        "-n",
-        ns,
-        "--field-selector",
-        &format!("reason={reason},involvedObject.name={name}"),
-        "-o",
-        "jsonpath={range .items[*]}{.message}{\"\\n\"}{end}",
-    ])
-    .lines()
-    .filter(|l| !l.is_empty())
-    .map(str::to_string)
-    .collect()
-}
-
 fn image_of(bed: &TestBed, ns: &str, deployment: &str) -> String {
     get(bed, ns, "deployment", deployment)
         .and_then(|d| {

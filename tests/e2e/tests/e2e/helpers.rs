@@ -22,6 +22,24 @@ pub fn get(bed: &TestBed, ns: &str, kind: &str, name: &str) -> Option<Value> {
     Some(serde_json::from_slice(&out.stdout).expect("kubectl json"))
 }
 
+/// The messages of the Events of `reason` about the object `name`.
+pub fn events(bed: &TestBed, ns: &str, name: &str, reason: &str) -> Vec<String> {
+    bed.kubectl_ok(&[
+        "get",
+        "events",
+        "-n",
+        ns,
+        "--field-selector",
+        &format!("reason={reason},involvedObject.name={name}"),
+        "-o",
+        "jsonpath={range .items[*]}{.message}{\"\\n\"}{end}",
+    ])
+    .lines()
+    .filter(|l| !l.is_empty())
+    .map(str::to_string)
+    .collect()
+}
+
 /// Applies an example from manifests/examples into the namespace.
 pub fn apply_example(bed: &TestBed, ns: &str, file: &str) {
     let path = repo_root().join("manifests/examples").join(file);

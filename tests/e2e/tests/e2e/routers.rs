@@ -132,24 +132,6 @@ fn refs(name: &str, port: i64, weight: Option<i64>) -> Value {
     r
 }
 
-/// Events of `reason` about Microservice `name`.
-fn events(bed: &TestBed, ns: &str, name: &str, reason: &str) -> Vec<String> {
-    bed.kubectl_ok(&[
-        "get",
-        "events",
-        "-n",
-        ns,
-        "--field-selector",
-        &format!("reason={reason},involvedObject.name={name}"),
-        "-o",
-        "jsonpath={range .items[*]}{.message}{\"\\n\"}{end}",
-    ])
-    .lines()
-    .filter(|l| !l.is_empty())
-    .map(str::to_string)
-    .collect()
-}
-
 fn canary_message(bed: &TestBed, ns: &str) -> String {
     get(bed, ns, "ms", "web")
         .and_then(|ms| {

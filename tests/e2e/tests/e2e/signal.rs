@@ -11,7 +11,7 @@ use shoal_e2e::admission::ScaleWriteBlock;
 use shoal_e2e::audit::{self, AuditEvent};
 use shoal_e2e::recorder::{ReplicaRecorder, ReplicaSample, decreases, describe};
 use shoal_e2e::slowproxy::SlowProxy;
-use shoal_e2e::{LoadSim, Prometheus, TestBed, testbed, wait_for};
+use shoal_e2e::{LoadSim, Prometheus, testbed, wait_for};
 
 use crate::autoscaler::FAST;
 use crate::helpers::*;
@@ -56,24 +56,6 @@ async fn wait_recorded(
         recorder.last().filter(|s| ok(s))
     })
     .await
-}
-
-/// Events of `reason` about `name`: their messages.
-fn events(bed: &TestBed, ns: &str, name: &str, reason: &str) -> Vec<String> {
-    bed.kubectl_ok(&[
-        "get",
-        "events",
-        "-n",
-        ns,
-        "--field-selector",
-        &format!("reason={reason},involvedObject.name={name}"),
-        "-o",
-        "jsonpath={range .items[*]}{.message}{\"\\n\"}{end}",
-    ])
-    .lines()
-    .filter(|l| !l.is_empty())
-    .map(str::to_string)
-    .collect()
 }
 
 /// Constant load asking for 8 (375 req/s at 50 per replica; 7 is within tolerance) from 1
