@@ -41,7 +41,7 @@ fn deployment(hash: &str, replicas: i32, complete: bool) -> Deployment {
     d
 }
 
-fn at(seconds: i64) -> Timestamp {
+fn time(seconds: i64) -> Timestamp {
     Timestamp::from_second(1_800_000_000).expect("time") + SignedDuration::from_secs(seconds)
 }
 
@@ -55,7 +55,7 @@ fn track(requests: f64, success: f64, p99: f64) -> Track {
 
 fn sample(seconds: i64, canary: Track) -> Sample {
     Sample {
-        at: at(seconds),
+        at: time(seconds),
         window: Duration::from_secs(30),
         canary,
         stable: track(900.0, 100.0, 50.0),
@@ -74,7 +74,49 @@ struct Pass<'a> {
     now: i64,
 }
 
-impl Pass<'_> {
+/// A pass at `now` seconds with nothing else known yet.
+fn at<'a>(policy: &'a CanaryPolicy, stable: &'a Deployment, now: i64) -> Pass<'a> {
+    Pass {
+        policy,
+        stable,
+        canary: None,
+        previous: None,
+        sample: None,
+        promote: false,
+        now,
+    }
+}
+
+impl<'a> Pass<'a> {
+    fn canary(self, canary: &'a Deployment) -> Self {
+        Pass {
+            canary: Some(canary),
+            ..self
+        }
+    }
+
+    /// After the pass that wrote `previous`.
+    fn after(self, previous: &'a RolloutStatus) -> Self {
+        Pass {
+            previous: Some(previous),
+            ..self
+        }
+    }
+
+    fn sample(self, sample: &'a Sample) -> Self {
+        Pass {
+            sample: Some(sample),
+            ..self
+        }
+    }
+
+    fn promote(self) -> Self {
+        Pass {
+            promote: true,
+            ..self
+        }
+    }
+
     fn run(&self) -> Transition {
         rollout::transition(&rollout::Observed {
             generation: 7,
@@ -89,7 +131,7 @@ impl Pass<'_> {
                 deployment: self.canary,
                 promote: self.promote,
                 sample: self.sample,
-                now: at(self.now),
+                now: time(self.now),
             }),
         })
     }
@@ -184,16 +226,7 @@ fn a_good_canary_goes_through_every_step_and_is_promoted() {
     let policy = policy();
     let stable = deployment("old", 9, true);
     // A new template: the canary starts at 10% with one pod; the stable template is kept.
-    let t = Pass {
-        policy: &policy,
-        stable: &stable,
-        canary: None,
-        previous: None,
-        sample: None,
-        promote: false,
-        now: 0,
-    }
-    .run();
+    let t = at(&policy, &stable, 0).run();
     assert_eq!(t.template, Template::Keep);
     assert_eq!(phase(&t), (CanaryPhase::Progressing, 0, 10));
     assert_eq!(t.canary_replicas, Some(1));
@@ -205,22 +238,11 @@ fn a_good_canary_goes_through_every_step_and_is_promoted() {
     let canary = deployment("new", 1, true);
     let s1 = t.status.clone();
     let early = sample(10, track(100.0, 100.0, 50.0));
-    let t = Pass {
-        canary: Some(&canary),
-        previous: Some(&s1),
-        sample: Some(&early),
-        now: 12,
-        ..Pass {
-            policy: &policy,
-            stable: &stable,
-            canary: None,
-            previous: None,
-            sample: None,
-            promote: false,
-            now: 0,
-        }
-    }
-    .run();
+    let t = at(&policy, &stable, 12)
+        .canary(&canary)
+        .after(&s1)
+        .sample(&early)
+        .run();
     assert_eq!(
         phase(&t),
         (CanaryPhase::Progressing, 0, 10),
@@ -229,16 +251,11 @@ fn a_good_canary_goes_through_every_step_and_is_promoted() {
     // A passing check after an interval: on to the pause.
     let good = sample(31, track(100.0, 100.0, 50.0));
     let s2 = t.status.clone();
-    let t = Pass {
-        policy: &policy,
-        stable: &stable,
-        canary: Some(&canary),
-        previous: Some(&s2),
-        sample: Some(&good),
-        promote: false,
-        now: 32,
-    }
-    .run();
+    let t = at(&policy, &stable, 32)
+        .canary(&canary)
+        .after(&s2)
+        .sample(&good)
+        .run();
     assert_eq!(phase(&t), (CanaryPhase::Progressing, 1, 10));
     let checks = &t.status.canary.as_ref().expect("canary").checks;
     assert_eq!(checks.success_rate, Some(100.0));
@@ -250,85 +267,47 @@ fn a_good_canary_goes_through_every_step_and_is_promoted() {
     );
     // The pause holds for 60 s, then the weight goes to 50%: 9 canary pods beside 9.
     let s3 = t.status.clone();
-    let t = Pass {
-        policy: &policy,
-        stable: &stable,
-        canary: Some(&canary),
-        previous: Some(&s3),
-        sample: Some(&good),
-        promote: false,
-        now: 80,
-    }
-    .run();
+    let t = at(&policy, &stable, 80)
+        .canary(&canary)
+        .after(&s3)
+        .sample(&good)
+        .run();
     assert_eq!(phase(&t), (CanaryPhase::Progressing, 1, 10));
     let s4 = t.status.clone();
-    let t = Pass {
-        policy: &policy,
-        stable: &stable,
-        canary: Some(&canary),
-        previous: Some(&s4),
-        sample: Some(&good),
-        promote: false,
-        now: 93,
-    }
-    .run();
+    let t = at(&policy, &stable, 93)
+        .canary(&canary)
+        .after(&s4)
+        .sample(&good)
+        .run();
     assert_eq!(phase(&t), (CanaryPhase::Progressing, 2, 50));
     let s5 = t.status.clone();
-    let t = Pass {
-        policy: &policy,
-        stable: &stable,
-        canary: Some(&canary),
-        previous: Some(&s5),
-        sample: Some(&good),
-        promote: false,
-        now: 95,
-    }
-    .run();
+    let t = at(&policy, &stable, 95)
+        .canary(&canary)
+        .after(&s5)
+        .sample(&good)
+        .run();
     assert_eq!(t.canary_replicas, Some(9));
     // The canary at 9 ready pods and a passing check: promotion. The stable Deployment
     // takes the new template; the canary stays until it is complete.
     let canary9 = deployment("new", 9, true);
     let good2 = sample(125, track(500.0, 99.8, 50.0));
     let s6 = t.status.clone();
-    let t = Pass {
-        policy: &policy,
-        stable: &stable,
-        canary: Some(&canary9),
-        previous: Some(&s6),
-        sample: Some(&good2),
-        promote: false,
-        now: 126,
-    }
-    .run();
+    let t = at(&policy, &stable, 126)
+        .canary(&canary9)
+        .after(&s6)
+        .sample(&good2)
+        .run();
     assert_eq!(phase(&t).0, CanaryPhase::Promoting);
     assert_eq!(t.template, Template::Desired);
     assert_eq!(t.canary_replicas, Some(9));
     // The stable Deployment rolling to "new": the canary stays; complete: it goes.
     let s7 = t.status.clone();
     let rolling = deployment("new", 9, false);
-    let t = Pass {
-        policy: &policy,
-        stable: &rolling,
-        canary: Some(&canary9),
-        previous: Some(&s7),
-        sample: None,
-        promote: false,
-        now: 130,
-    }
-    .run();
+    let t = at(&policy, &rolling, 130).canary(&canary9).after(&s7).run();
     assert_eq!(t.canary_replicas, Some(9));
     let done = deployment("new", 9, true);
     let s8 = t.status.clone();
-    let t = Pass {
-        policy: &policy,
-        stable: &done,
-        canary: Some(&canary9),
-        previous: Some(&s8),
-        sample: None,
-        promote: false,
-        now: 150,
-    }
-    .run();
+    let t = at(&policy, &done, 150).canary(&canary9).after(&s8).run();
     assert_eq!(phase(&t).0, CanaryPhase::Promoted);
     assert_eq!(t.canary_replicas, None);
     assert_eq!(
@@ -342,28 +321,14 @@ fn a_bad_canary_is_aborted_after_failure_limit_and_held() {
     let policy = policy();
     let stable = deployment("old", 4, true);
     let canary = deployment("new", 1, true);
-    let start = Pass {
-        policy: &policy,
-        stable: &stable,
-        canary: None,
-        previous: None,
-        sample: None,
-        promote: false,
-        now: 0,
-    }
-    .run();
+    let start = at(&policy, &stable, 0).run();
     let bad = sample(31, track(200.0, 80.0, 50.0));
     let s = start.status.clone();
-    let t = Pass {
-        policy: &policy,
-        stable: &stable,
-        canary: Some(&canary),
-        previous: Some(&s),
-        sample: Some(&bad),
-        promote: false,
-        now: 32,
-    }
-    .run();
+    let t = at(&policy, &stable, 32)
+        .canary(&canary)
+        .after(&s)
+        .sample(&bad)
+        .run();
     assert_eq!(
         phase(&t).0,
         CanaryPhase::Progressing,
@@ -372,16 +337,11 @@ fn a_bad_canary_is_aborted_after_failure_limit_and_held() {
     assert_eq!(t.status.canary.as_ref().map(|c| c.checks.failed), Some(1));
     let s = t.status.clone();
     let bad2 = sample(62, track(200.0, 80.0, 50.0));
-    let t = Pass {
-        policy: &policy,
-        stable: &stable,
-        canary: Some(&canary),
-        previous: Some(&s),
-        sample: Some(&bad2),
-        promote: false,
-        now: 63,
-    }
-    .run();
+    let t = at(&policy, &stable, 63)
+        .canary(&canary)
+        .after(&s)
+        .sample(&bad2)
+        .run();
     assert_eq!(phase(&t).0, CanaryPhase::Aborted);
     assert_eq!(t.canary_replicas, None);
     assert_eq!(t.template, Template::Keep);
@@ -394,16 +354,7 @@ fn a_bad_canary_is_aborted_after_failure_limit_and_held() {
     }
     // Held: the next pass keeps the stable template and no canary.
     let s = t.status.clone();
-    let t = Pass {
-        policy: &policy,
-        stable: &stable,
-        canary: Some(&canary),
-        previous: Some(&s),
-        sample: None,
-        promote: false,
-        now: 70,
-    }
-    .run();
+    let t = at(&policy, &stable, 70).canary(&canary).after(&s).run();
     assert_eq!(t.template, Template::Keep);
     assert_eq!(t.canary_replicas, None);
     assert_eq!(phase(&t).0, CanaryPhase::Aborted);
@@ -415,29 +366,14 @@ fn no_data_waits_and_then_aborts_never_promotes() {
     policy.analysis.no_data_timeout = Duration::from_secs(90);
     let stable = deployment("old", 4, true);
     let canary = deployment("new", 1, true);
-    let mut status = Pass {
-        policy: &policy,
-        stable: &stable,
-        canary: None,
-        previous: None,
-        sample: None,
-        promote: false,
-        now: 0,
-    }
-    .run()
-    .status;
+    let mut status = at(&policy, &stable, 0).run().status;
     for now in [31, 62] {
         let empty = sample(now, track(0.0, 100.0, 50.0));
-        let t = Pass {
-            policy: &policy,
-            stable: &stable,
-            canary: Some(&canary),
-            previous: Some(&status),
-            sample: Some(&empty),
-            promote: false,
-            now: now + 1,
-        }
-        .run();
+        let t = at(&policy, &stable, now + 1)
+            .canary(&canary)
+            .after(&status)
+            .sample(&empty)
+            .run();
         assert_eq!(
             phase(&t),
             (CanaryPhase::Progressing, 0, 10),
@@ -446,16 +382,11 @@ fn no_data_waits_and_then_aborts_never_promotes() {
         status = t.status;
     }
     let empty = sample(93, track(2.0, 100.0, 50.0));
-    let t = Pass {
-        policy: &policy,
-        stable: &stable,
-        canary: Some(&canary),
-        previous: Some(&status),
-        sample: Some(&empty),
-        promote: false,
-        now: 94,
-    }
-    .run();
+    let t = at(&policy, &stable, 94)
+        .canary(&canary)
+        .after(&status)
+        .sample(&empty)
+        .run();
     assert_eq!(phase(&t).0, CanaryPhase::Aborted);
     assert!(
         condition(&t, ConditionType::RolledBack)
@@ -463,27 +394,9 @@ fn no_data_waits_and_then_aborts_never_promotes() {
             .contains("noDataTimeout")
     );
     // Prometheus never answering at all is no data too.
-    let t = Pass {
-        policy: &policy,
-        stable: &stable,
-        canary: Some(&canary),
-        previous: None,
-        sample: None,
-        promote: false,
-        now: 0,
-    }
-    .run();
+    let t = at(&policy, &stable, 0).canary(&canary).run();
     let s = t.status.clone();
-    let t = Pass {
-        policy: &policy,
-        stable: &stable,
-        canary: Some(&canary),
-        previous: Some(&s),
-        sample: None,
-        promote: false,
-        now: 91,
-    }
-    .run();
+    let t = at(&policy, &stable, 91).canary(&canary).after(&s).run();
     assert_eq!(phase(&t).0, CanaryPhase::Aborted);
 }
 
@@ -493,69 +406,39 @@ fn promote_skips_the_steps_and_undo_aborts() {
     policy.steps = vec![Step::Weight(20), Step::Pause(None)];
     let stable = deployment("old", 4, true);
     let canary = deployment("new", 1, true);
-    let start = Pass {
-        policy: &policy,
-        stable: &stable,
-        canary: None,
-        previous: None,
-        sample: None,
-        promote: false,
-        now: 0,
-    }
-    .run();
+    let start = at(&policy, &stable, 0).run();
     let good = sample(31, track(100.0, 100.0, 50.0));
     let s = start.status.clone();
-    let t = Pass {
-        policy: &policy,
-        stable: &stable,
-        canary: Some(&canary),
-        previous: Some(&s),
-        sample: Some(&good),
-        promote: false,
-        now: 32,
-    }
-    .run();
+    let t = at(&policy, &stable, 32)
+        .canary(&canary)
+        .after(&s)
+        .sample(&good)
+        .run();
     let s = t.status.clone();
-    let t = Pass {
-        policy: &policy,
-        stable: &stable,
-        canary: Some(&canary),
-        previous: Some(&s),
-        sample: Some(&good),
-        promote: false,
-        now: 40,
-    }
-    .run();
+    let t = at(&policy, &stable, 40)
+        .canary(&canary)
+        .after(&s)
+        .sample(&good)
+        .run();
     assert_eq!(phase(&t).0, CanaryPhase::Paused);
     assert_eq!(
         condition(&t, ConditionType::Progressing).reason,
         Reason::CanaryPaused.as_str()
     );
     let paused = t.status.clone();
-    let t = Pass {
-        policy: &policy,
-        stable: &stable,
-        canary: Some(&canary),
-        previous: Some(&paused),
-        sample: None,
-        promote: true,
-        now: 500,
-    }
-    .run();
+    let t = at(&policy, &stable, 500)
+        .canary(&canary)
+        .after(&paused)
+        .promote()
+        .run();
     assert_eq!(phase(&t).0, CanaryPhase::Promoting);
     assert_eq!(t.template, Template::Desired);
     // `kubectl rollout undo` of the stable Deployment during the canary: another template.
     let undone = deployment("older", 4, true);
-    let t = Pass {
-        policy: &policy,
-        stable: &undone,
-        canary: Some(&canary),
-        previous: Some(&paused),
-        sample: None,
-        promote: false,
-        now: 500,
-    }
-    .run();
+    let t = at(&policy, &undone, 500)
+        .canary(&canary)
+        .after(&paused)
+        .run();
     assert_eq!(phase(&t).0, CanaryPhase::Aborted);
     assert_eq!(t.canary_replicas, None);
     assert_eq!(t.template, Template::Keep);
@@ -569,16 +452,7 @@ fn promote_skips_the_steps_and_undo_aborts() {
 fn a_spec_back_at_the_stable_template_supersedes_the_canary() {
     let policy = policy();
     let stable = deployment("old", 4, true);
-    let t = Pass {
-        policy: &policy,
-        stable: &stable,
-        canary: None,
-        previous: None,
-        sample: None,
-        promote: false,
-        now: 0,
-    }
-    .run();
+    let t = at(&policy, &stable, 0).run();
     let back = rollout::transition(&rollout::Observed {
         generation: 8,
         desired_template_hash: "old",
@@ -592,7 +466,7 @@ fn a_spec_back_at_the_stable_template_supersedes_the_canary() {
             deployment: None,
             promote: false,
             sample: None,
-            now: at(5),
+            now: time(5),
         }),
     });
     assert_eq!(back.canary_replicas, None);
