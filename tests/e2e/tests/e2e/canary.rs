@@ -147,11 +147,10 @@ fn setup(label: &str) -> Setup {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_good_canary_goes_through_its_steps_and_becomes_stable() {
+/// Microservice `shop` at `:1` with 4 replicas, Ready, serving 100 req/s that Prometheus
+/// has seen for a few scrapes.
+async fn serving_shop(s: &Setup, steps: &str) {
     let bed = testbed();
-    let s = setup("canary-good");
-    let steps = "[{weight: 25}, {pause: {duration: 10s}}, {weight: 50}, {pause: {duration: 10s}}]";
     apply(
         bed,
         &s.ns,
@@ -160,6 +159,14 @@ async fn a_good_canary_goes_through_its_steps_and_becomes_stable() {
     wait_ready(bed, &s.ns, "shop").await;
     s.sim.set_load("shop", 100.0);
     tokio::time::sleep(Duration::from_secs(6)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_good_canary_goes_through_its_steps_and_becomes_stable() {
+    let bed = testbed();
+    let s = setup("canary-good");
+    let steps = "[{weight: 25}, {pause: {duration: 10s}}, {weight: 50}, {pause: {duration: 10s}}]";
+    serving_shop(&s, steps).await;
     apply(
         bed,
         &s.ns,
@@ -238,14 +245,7 @@ async fn a_bad_canary_is_aborted_and_the_stable_revision_never_stops_serving() {
     let bed = testbed();
     let s = setup("canary-bad");
     let steps = "[{weight: 25}, {pause: {duration: 60s}}, {weight: 50}]";
-    apply(
-        bed,
-        &s.ns,
-        &microservice("shop", "1", "  replicas: 4", steps),
-    );
-    wait_ready(bed, &s.ns, "shop").await;
-    s.sim.set_load("shop", 100.0);
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    serving_shop(&s, steps).await;
     // `:bad` answers 20% of its requests with a 500 (loadsim).
     let stable = ReplicaRecorder::start(bed.client().await, &s.ns, "shop");
     apply(
