@@ -12,6 +12,9 @@ use shoal_e2e::{LoadSim, Prometheus, TestBed, testbed, wait_for};
 
 use crate::helpers::*;
 
+/// The test bed's slow-start convention: this tag's pods are Running and unready for 15 s.
+const SLOW_2: &str = "2-ready-after-15s";
+
 /// Analysis fast enough for a test: 10 s checks, 2 failures abort, 20 requests a check.
 const ANALYSIS: &str = "{interval: 10s, failureLimit: 2, minRequests: 20, noDataTimeout: 40s}";
 
@@ -170,13 +173,24 @@ async fn a_good_canary_goes_through_its_steps_and_becomes_stable() {
     apply(
         bed,
         &s.ns,
-        &microservice("shop", "2", "  replicas: 4", steps),
+        &microservice("shop", SLOW_2, "  replicas: 4", steps),
     );
-    let looks = watch(bed, &s.ns, "shop", Duration::from_secs(180), |l| {
+    let looks = watch(bed, &s.ns, "shop", Duration::from_secs(240), |l| {
         l.phase == "Promoted"
     })
     .await;
     eprintln!("good canary: {}", describe(&looks));
+    // The canary's pod is unready for its first 15 s: the first step waits for it (a pod
+    // that serves nothing yet passes no analysis and fails none).
+    let moved = looks
+        .iter()
+        .find(|l| l.step >= 1)
+        .map_or(f64::MAX, |l| l.at);
+    assert!(
+        moved >= 15.0,
+        "the first step ended {moved:.0}s in, before the slow canary pod was ready: {}",
+        describe(&looks)
+    );
     // Every weight was visible in status at its step, with the canary sized to it.
     let seen: BTreeSet<(i64, i64)> = looks
         .iter()
@@ -220,7 +234,10 @@ async fn a_good_canary_goes_through_its_steps_and_becomes_stable() {
         describe(&looks)
     );
     // Promoted: the stable Deployment runs :2, no canary Deployment is left.
-    assert_eq!(image_of(bed, &s.ns, "shop"), "registry.example/shop:2");
+    assert_eq!(
+        image_of(bed, &s.ns, "shop"),
+        format!("registry.example/shop:{SLOW_2}")
+    );
     wait_gone(bed, &s.ns, "deployment", "shop-canary").await;
     let (ms, _) = wait_condition(
         bed,
