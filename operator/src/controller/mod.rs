@@ -270,7 +270,10 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>) {
         // (kubectl, shoal, shoal-autoscaler) they are a large share of each cached object.
         .modify(|ms| ms.managed_fields_mut().clear())
         .reflect(microservices_w)
-        .applied_objects(),
+        .scan(Vec::new(), |listed, event| {
+            futures::future::ready(Some(futures::stream::iter(stored_once(listed, event))))
+        })
+        .flatten(),
     );
     // A change to a child (applied or deleted) wakes its owner.
     let deployment_triggers = detached_watch(
@@ -368,6 +371,31 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>) {
         task.abort();
     }
     info!("controller stopped");
+}
+
+/// The objects of a reflected watch once the store holds them. A relist's objects
+/// (`InitApply`) reach the store only at its `InitDone`: yielded earlier, one first seen in
+/// that relist (created while the watch was down) would be reconciled before the store has
+/// it, fail with "not found in local store" and never come back. So they wait in `listed`
+/// until `InitDone`.
+fn stored_once<K>(
+    listed: &mut Vec<K>,
+    event: Result<watcher::Event<K>, watcher::Error>,
+) -> Vec<Result<K, watcher::Error>> {
+    match event {
+        Ok(watcher::Event::Apply(object)) => vec![Ok(object)],
+        Ok(watcher::Event::Init) => {
+            listed.clear();
+            Vec::new()
+        }
+        Ok(watcher::Event::InitApply(object)) => {
+            listed.push(object);
+            Vec::new()
+        }
+        Ok(watcher::Event::InitDone) => std::mem::take(listed).into_iter().map(Ok).collect(),
+        Ok(watcher::Event::Delete(_)) => Vec::new(),
+        Err(err) => vec![Err(err)],
+    }
 }
 
 /// Runs a watch on a task of its own and returns what it yields, for the controller's
@@ -470,6 +498,39 @@ mod tests {
         let mut ms = microservice_at(generation, "  image: app:1\n");
         ms.metadata.resource_version = Some(resource_version.into());
         ms
+    }
+
+    #[test]
+    fn a_relists_objects_are_triggers_only_once_the_store_has_them() {
+        use watcher::Event::{Apply, Delete, Init, InitApply, InitDone};
+        let mut listed = Vec::new();
+        let names = |out: Vec<Result<Microservice, watcher::Error>>| -> Vec<String> {
+            out.into_iter()
+                .map(|r| {
+                    r.expect("no error")
+                        .metadata
+                        .resource_version
+                        .unwrap_or_default()
+                })
+                .collect()
+        };
+        assert!(names(stored_once(&mut listed, Ok(Init))).is_empty());
+        assert!(names(stored_once(&mut listed, Ok(InitApply(at(1, "a"))))).is_empty());
+        assert!(names(stored_once(&mut listed, Ok(InitApply(at(1, "b"))))).is_empty());
+        assert_eq!(names(stored_once(&mut listed, Ok(InitDone))), ["a", "b"]);
+        assert_eq!(
+            names(stored_once(&mut listed, Ok(Apply(at(2, "c"))))),
+            ["c"]
+        );
+        assert!(names(stored_once(&mut listed, Ok(Delete(at(2, "c"))))).is_empty());
+        // A relist cut short by another starts over.
+        stored_once(&mut listed, Ok(Init));
+        stored_once(&mut listed, Ok(InitApply(at(1, "d"))));
+        stored_once(&mut listed, Ok(Init));
+        assert_eq!(
+            names(stored_once(&mut listed, Ok(InitDone))),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
