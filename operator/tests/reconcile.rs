@@ -154,6 +154,9 @@ impl Caches {
                 cron_jobs: cron_jobs_r,
                 config_maps: config_maps_r,
                 replica_sets: replica_sets_r,
+                replica_sets_by_owner: Default::default(),
+                cron_jobs_by_owner: Default::default(),
+                config_maps_by_owner: Default::default(),
             },
         }
     }

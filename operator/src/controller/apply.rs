@@ -66,11 +66,8 @@ impl Live {
         let deployment = lookup(&stores.deployments, ms, &ms.name);
         let replica_sets = match deployment.as_ref().and_then(|d| d.metadata.uid.clone()) {
             Some(uid) => stores
-                .replica_sets
-                .state()
-                .into_iter()
-                .filter(|rs| rs.owner_references().iter().any(|o| o.uid == uid))
-                .collect(),
+                .replica_sets_by_owner
+                .owned_by(&stores.replica_sets, &uid),
             None => Vec::new(),
         };
         Live {
@@ -82,11 +79,10 @@ impl Live {
             hpa: lookup(&stores.hpas, ms, &ms.name),
             pod_disruption_budget: lookup(&stores.pod_disruption_budgets, ms, &ms.name),
             cron_jobs: stores
-                .cron_jobs
-                .state()
+                .cron_jobs_by_owner
+                .owned_by(&stores.cron_jobs, &ms.uid)
                 .into_iter()
                 .filter(|c| c.namespace().as_deref() == Some(ms.namespace.as_str()))
-                .filter(|c| c.owner_references().iter().any(|o| o.uid == ms.uid))
                 .collect(),
             replica_sets,
         }
@@ -331,6 +327,7 @@ impl Step<'_> {
         let verb = if live.is_some() {
             EventReason::Updated
         } else {
+            self.ctx.burst.created();
             EventReason::Created
         };
         let child = format!("{} {}", K::kind(&()), object.name_any());
@@ -353,16 +350,28 @@ impl Step<'_> {
                 continue;
             }
             let note = format!("{verb} {}", children.join(", "));
-            self.ctx
-                .events
-                .publish(
-                    &self.ms.object_ref(&()),
-                    EventType::Normal,
-                    verb.as_str(),
-                    EventAction::Apply.as_str(),
-                    note,
-                )
-                .await;
+            let (events, burst) = (self.ctx.events.clone(), self.ctx.burst.clone());
+            let reference = self.ms.object_ref(&());
+            let publish = async move {
+                events
+                    .publish(
+                        &reference,
+                        EventType::Normal,
+                        verb.as_str(),
+                        EventAction::Apply.as_str(),
+                        note,
+                    )
+                    .await
+            };
+            if burst.busy() {
+                // During a burst the Event follows the child writes (see `burst`).
+                tokio::spawn(async move {
+                    burst.wait_until_over().await;
+                    publish.await
+                });
+            } else {
+                publish.await;
+            }
         }
         self.applies.clear();
     }

@@ -8,8 +8,10 @@
 //! reconcile with nothing to do writes nothing.
 
 pub mod apply;
+mod burst;
 pub mod canary;
 pub mod diff;
+pub mod index;
 pub mod pod_monitors;
 pub mod reclaim;
 pub mod reconcile;
@@ -36,7 +38,7 @@ use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tracing::{info, warn};
 
-use crate::crd::{CRD_NAME, Microservice};
+use crate::crd::{CRD_NAME, Microservice, MicroserviceStatus};
 use crate::error::{Error, Result};
 use crate::kube_ext::{self, EventSink, scoped};
 use crate::metrics::Metrics;
@@ -85,6 +87,12 @@ pub struct Stores {
     pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
     /// ReplicaSets of Shoal's Deployments (the revisions kept for rollbacks).
     pub replica_sets: Store<ReplicaSet>,
+    /// ReplicaSets by owning Deployment's uid.
+    pub replica_sets_by_owner: index::OwnerIndex<ReplicaSet>,
+    /// CronJobs by owning Microservice's uid.
+    pub cron_jobs_by_owner: index::OwnerIndex<CronJob>,
+    /// Config ConfigMaps by owning Microservice's uid.
+    pub config_maps_by_owner: index::OwnerIndex<PartialObjectMeta<ConfigMap>>,
 }
 
 impl Stores {
@@ -141,11 +149,24 @@ pub struct Context {
     written: apply::Written,
     /// The canary analysis, when the operator has a Prometheus to ask.
     analyzer: Option<Arc<crate::analysis::Analyzer>>,
+    /// New Microservices' children being created (a burst holds status writes and Events).
+    burst: Arc<burst::Burst>,
 }
 
 /// How long a status write that only reports a rollout's progress may wait after the
-/// previous write ([`status::only_progress`]).
+/// previous write ([`status::Urgency::Progress`]), and a new Microservice's first status
+/// after its creation ([`status::Urgency::First`]).
 pub const PROGRESS_WRITE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How long a status write of details only may wait after the previous write
+/// ([`status::Urgency::Detail`]).
+pub const DETAIL_WRITE_INTERVAL: Duration = Duration::from_secs(300);
+
+/// During a burst a new Microservice's first status waits for it to end, up to this age.
+pub const FIRST_WRITE_BURST_LIMIT: Duration = Duration::from_secs(60);
+
+/// How often a status held for a burst checks again.
+const BURST_RECHECK: Duration = Duration::from_secs(2);
 
 impl Context {
     /// A context on `client` reading the children from `stores` (filled by [`run`]'s
@@ -164,6 +185,7 @@ impl Context {
             status_written: Mutex::new(HashMap::new()),
             written: apply::Written::default(),
             analyzer: None,
+            burst: Arc::default(),
         }
     }
 
@@ -189,17 +211,35 @@ impl Context {
             .remove(&ObjectRef::from_obj(ms));
     }
 
-    /// How long to hold back a status write that only reports progress: the rest of
-    /// [`PROGRESS_WRITE_INTERVAL`] since this process last wrote the status, if any.
-    fn progress_write_delay(&self, ms: &Microservice) -> Option<Duration> {
-        let written = self
-            .status_written
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let last = written.get(&ObjectRef::from_obj(ms))?;
-        PROGRESS_WRITE_INTERVAL
-            .checked_sub(last.elapsed())
-            .filter(|d| !d.is_zero())
+    /// How long to hold back the status write from the Microservice's `ms.status` to `new`
+    /// ([`status::urgency`]); None: write now.
+    fn status_write_delay(&self, ms: &Microservice, new: &MicroserviceStatus) -> Option<Duration> {
+        let since_last_write = || {
+            self.status_written
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&ObjectRef::from_obj(ms))
+                .map(Instant::elapsed)
+        };
+        let rest = |interval: Duration, elapsed: Duration| {
+            interval.checked_sub(elapsed).filter(|d| !d.is_zero())
+        };
+        match status::urgency(ms.status.as_ref(), new) {
+            status::Urgency::Now => None,
+            status::Urgency::First => {
+                // Age on the apiserver's clock; a skew only moves when within 5 s it is written.
+                let created = ms.metadata.creation_timestamp.as_ref()?.0;
+                let age = k8s_openapi::jiff::Timestamp::now()
+                    .duration_since(created)
+                    .unsigned_abs();
+                if self.burst.busy() && age < FIRST_WRITE_BURST_LIMIT {
+                    return Some(BURST_RECHECK);
+                }
+                rest(PROGRESS_WRITE_INTERVAL, age)
+            }
+            status::Urgency::Progress => rest(PROGRESS_WRITE_INTERVAL, since_last_write()?),
+            status::Urgency::Detail => rest(DETAIL_WRITE_INTERVAL, since_last_write()?),
+        }
     }
 
     /// Forgets a deleted Microservice's last status write.
@@ -250,6 +290,9 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>) {
     let (cron_jobs, cron_jobs_w) = reflector::store();
     let (config_maps, config_maps_w) = reflector::store();
     let (replica_sets, replica_sets_w) = reflector::store();
+    let replica_sets_by_owner = index::OwnerIndex::default();
+    let cron_jobs_by_owner = index::OwnerIndex::default();
+    let config_maps_by_owner = index::OwnerIndex::default();
     // PodMonitors exist only where the Prometheus Operator's CRD is installed: a separate
     // task watches them while it is, waking their owners, and wakes every Microservice
     // when the CRD appears.
@@ -302,17 +345,24 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>) {
         ))
         .owns_stream(detached_watch(
             &mut watch_tasks,
-            kube_ext::reflected(scoped(&client, ns), managed, cron_jobs_w).touched_objects(),
+            cron_jobs_by_owner
+                .follow(kube_ext::reflected(
+                    scoped(&client, ns),
+                    managed,
+                    cron_jobs_w,
+                ))
+                .touched_objects(),
         ))
         // ConfigMaps are content-addressed: their metadata says all the controller needs.
         .owns_stream(detached_watch(
             &mut watch_tasks,
-            kube_ext::reflected(
-                scoped::<PartialObjectMeta<ConfigMap>>(&client, ns),
-                managed,
-                config_maps_w,
-            )
-            .touched_objects(),
+            config_maps_by_owner
+                .follow(kube_ext::reflected(
+                    scoped::<PartialObjectMeta<ConfigMap>>(&client, ns),
+                    managed,
+                    config_maps_w,
+                ))
+                .touched_objects(),
         ))
         .owns_stream(touched_rx)
         .reconcile_all_on(available_rx)
@@ -320,8 +370,11 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>) {
     metrics.microservices.attach(controller.store());
     // ReplicaSets are only read (which old ConfigMaps a retained revision still uses); they
     // are owned by Deployments, so they trigger nothing themselves.
-    let replica_set_watch =
-        kube_ext::reflected(scoped::<ReplicaSet>(&client, ns), managed, replica_sets_w);
+    let replica_set_watch = replica_sets_by_owner.follow(kube_ext::reflected(
+        scoped::<ReplicaSet>(&client, ns),
+        managed,
+        replica_sets_w,
+    ));
     let stores = Stores {
         deployments,
         services,
@@ -331,6 +384,9 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>) {
         cron_jobs,
         config_maps,
         replica_sets,
+        replica_sets_by_owner,
+        cron_jobs_by_owner,
+        config_maps_by_owner,
     };
     let pod_monitor_task = tokio::spawn(pod_monitors::watch(
         client.clone(),

@@ -59,9 +59,9 @@ pub async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Actio
         &transition,
         &now(),
     ); // no client
-    // A write that only reports progress may wait (then come back when it may be made).
-    let held = status::only_progress(ms.status.as_ref(), &new)
-        .then(|| ctx.progress_write_delay(&ms))
+    // A write that is not news may wait (then come back when it may be made).
+    let held = status::needs_write(ms.status.as_ref(), &new)
+        .then(|| ctx.status_write_delay(&ms, &new))
         .flatten();
     if held.is_none() {
         write_status(&ctx, &ms, &new).await?; // client
@@ -113,6 +113,7 @@ async fn write_status(ctx: &Context, ms: &Microservice, new: &MicroserviceStatus
     if !status::needs_write(ms.status.as_ref(), new) {
         return Ok(());
     }
+    tracing::debug!(changed = ?status::changed_fields(ms.status.as_ref(), new), "writing the status");
     for event in status::events_for(ms.status.as_ref(), new) {
         publish(ctx, ms, event).await;
     }

@@ -305,6 +305,101 @@ pub fn only_progress(old: Option<&MicroserviceStatus>, new: &MicroserviceStatus)
         && held(old) == held(new)
 }
 
+/// How soon a status write must be made ([`urgency`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Urgency {
+    /// News: a condition's status or reason, the generation, a canary step, a failure, or
+    /// the first status of a Microservice that is not simply rolling out.
+    Now,
+    /// A new Microservice's first status while its first rollout is under way: it may wait
+    /// a few seconds for the rollout to end, so that a fast one costs one status write, and
+    /// while the controller is creating many Microservices' children (a burst), so that
+    /// status writes follow the child writes instead of competing with them.
+    First,
+    /// Figures a person watches (replica counts, what was applied, the last good revision,
+    /// a canary's figures): at most one write per few seconds.
+    Progress,
+    /// Only details moved (a condition's message, the revision's number once the
+    /// Deployment controller has numbered it, the history's numbering): they ride along
+    /// with the next write, or go alone after a long while.
+    Detail,
+}
+
+/// How soon the change from `old` to `new` must be written (see [`Urgency`]).
+pub fn urgency(old: Option<&MicroserviceStatus>, new: &MicroserviceStatus) -> Urgency {
+    if old.is_none_or(|o| o.observed_generation.is_none()) {
+        let in_progress = new.conditions.iter().any(|c| {
+            c.type_ == ConditionType::Ready.as_str()
+                && c.status == "False"
+                && (c.reason == Reason::RolloutInProgress.as_str()
+                    || c.reason == Reason::ReplicasUnavailable.as_str())
+        });
+        let failing = new
+            .conditions
+            .iter()
+            .any(|c| c.type_ == ConditionType::Degraded.as_str() && c.status == "True");
+        return if in_progress && !failing {
+            Urgency::First
+        } else {
+            Urgency::Now
+        };
+    }
+    if !only_progress(old, new) {
+        return Urgency::Now;
+    }
+    let figures = |s: &MicroserviceStatus| {
+        let rollout = s.rollout.clone().unwrap_or_default();
+        (
+            (s.replicas, s.ready_replicas, s.desired_replicas),
+            (
+                rollout.applied_generation,
+                rollout.applied_deployment_generation,
+            ),
+            rollout.last_good,
+            rollout.canary,
+        )
+    };
+    match old.map(figures) == Some(figures(new)) {
+        true => Urgency::Detail,
+        false => Urgency::Progress,
+    }
+}
+
+/// What differs between the controller's part of `old` and `new`, as field paths
+/// (`readyReplicas`, `rollout.history`, `conditions.Ready`), for the log of a status write.
+pub fn changed_fields(old: Option<&MicroserviceStatus>, new: &MicroserviceStatus) -> Vec<String> {
+    let to_map = |s: Option<&MicroserviceStatus>| -> serde_json::Map<String, serde_json::Value> {
+        let mut map = match s.map(|s| serde_json::to_value(controller_view(s))) {
+            Some(Ok(serde_json::Value::Object(map))) => map,
+            _ => serde_json::Map::new(),
+        };
+        // Conditions by type, the rollout by field: the paths name what moved.
+        for (key, nested) in [("conditions", true), ("rollout", false)] {
+            let Some(value) = map.remove(key) else {
+                continue;
+            };
+            let entries: Vec<(String, serde_json::Value)> = match (nested, value) {
+                (true, serde_json::Value::Array(items)) => items
+                    .into_iter()
+                    .map(|c| (c["type"].as_str().unwrap_or("?").to_string(), c))
+                    .collect(),
+                (false, serde_json::Value::Object(fields)) => fields.into_iter().collect(),
+                (_, other) => vec![(String::new(), other)],
+            };
+            for (sub, v) in entries {
+                map.insert(format!("{key}.{sub}"), v);
+            }
+        }
+        map
+    };
+    let (old, new) = (to_map(old), to_map(Some(new)));
+    let mut keys: Vec<String> = old.keys().chain(new.keys()).cloned().collect();
+    keys.sort();
+    keys.dedup();
+    keys.retain(|k| old.get(k) != new.get(k));
+    keys
+}
+
 /// An Event to publish about the Microservice.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EventSpec {

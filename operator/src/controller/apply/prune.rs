@@ -7,11 +7,12 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::DeleteParams;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 use tracing::info;
 
 use super::super::Context;
-use super::super::render::{INSTANCE_LABEL, MANAGED_BY_LABEL};
+use super::super::render::MANAGED_BY_LABEL;
 use crate::error::{Error, Result};
 use crate::validate::ValidatedMicroservice;
 
@@ -19,32 +20,40 @@ use crate::validate::ValidatedMicroservice;
 /// ReplicaSet the Deployment keeps for rollbacks.
 pub(super) async fn prune_config_maps(ctx: &Context, ms: &ValidatedMicroservice) -> Result<()> {
     let current = ms.config_map_name();
-    let in_use: BTreeSet<String> = ctx
-        .stores
-        .replica_sets
-        .state()
-        .iter()
+    let stores = &ctx.stores;
+    // The ReplicaSets of the Deployment and of its canary (through the owner indexes: no
+    // walk over every cached object).
+    let deployments = [ms.name.clone(), crate::tracks::canary_name(&ms.name)]
+        .into_iter()
+        .filter_map(|name| {
+            stores
+                .deployments
+                .get(&ObjectRef::new(&name).within(&ms.namespace))
+        })
+        .filter_map(|d| d.metadata.uid.clone());
+    let in_use: BTreeSet<String> = deployments
+        .flat_map(|uid| {
+            stores
+                .replica_sets_by_owner
+                .owned_by(&stores.replica_sets, &uid)
+        })
         .filter(|rs| rs.namespace().as_deref() == Some(ms.namespace.as_str()))
-        .filter(|rs| rs.labels().get(INSTANCE_LABEL) == Some(&ms.name))
-        .flat_map(|rs| referenced_config_maps(rs))
+        .flat_map(|rs| referenced_config_maps(&rs))
         .chain(
-            ctx.stores
-                .cron_jobs
-                .state()
+            stores
+                .cron_jobs_by_owner
+                .owned_by(&stores.cron_jobs, &ms.uid)
                 .iter()
                 .filter(|c| c.namespace().as_deref() == Some(ms.namespace.as_str()))
-                .filter(|c| c.owner_references().iter().any(|o| o.uid == ms.uid))
                 .flat_map(|c| cron_job_config_maps(c)),
         )
         .collect();
-    let stale: Vec<String> = ctx
-        .stores
-        .config_maps
-        .state()
+    let stale: Vec<String> = stores
+        .config_maps_by_owner
+        .owned_by(&stores.config_maps, &ms.uid)
         .iter()
         .filter(|cm| cm.namespace().as_deref() == Some(ms.namespace.as_str()))
         .filter(|cm| cm.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some("shoal"))
-        .filter(|cm| cm.owner_references().iter().any(|o| o.uid == ms.uid))
         .map(|cm| cm.name_any())
         .filter(|name| *name != current && !in_use.contains(name))
         .collect();

@@ -376,3 +376,53 @@ fn only_the_progress_of_a_rollout_in_progress_may_wait() {
     let more = rollout_status(("True", Available), ("True", NewRevisionAvailable), 3);
     assert!(only_progress(Some(&done), &more));
 }
+
+#[test]
+fn a_new_microservices_first_status_may_wait_figures_soon_details_long() {
+    use Reason::{Available, NewRevisionAvailable, ReplicasUnavailable, RolloutInProgress};
+    let starting = rollout_status(("False", RolloutInProgress), ("True", RolloutInProgress), 0);
+    let done = rollout_status(("True", Available), ("True", NewRevisionAvailable), 0);
+    // The first status of a rollout under way may wait for it to end; a first status that is
+    // Ready already, or failing, is written at once.
+    assert_eq!(urgency(None, &starting), Urgency::First);
+    assert_eq!(
+        urgency(Some(&MicroserviceStatus::default()), &starting),
+        Urgency::First
+    );
+    assert_eq!(urgency(None, &done), Urgency::Now);
+    let mut failing = starting.clone();
+    failing.conditions.push(Condition {
+        type_: ConditionType::Degraded.as_str().to_string(),
+        status: "True".into(),
+        ..starting.conditions[0].clone()
+    });
+    assert_eq!(urgency(None, &failing), Urgency::Now);
+    // Once written: the end of the rollout is news.
+    assert_eq!(urgency(Some(&starting), &done), Urgency::Now);
+    // A replica count is a figure people watch.
+    let halfway = rollout_status(
+        ("False", ReplicasUnavailable),
+        ("True", RolloutInProgress),
+        1,
+    );
+    assert_eq!(urgency(Some(&starting), &halfway), Urgency::Progress);
+    // The revision numbered and a message reworded are details.
+    let mut numbered = starting.clone();
+    numbered.conditions[1].message = "ReplicaSet api-1a2b created".into();
+    numbered.rollout = Some(crate::crd::RolloutStatus {
+        current: Some(crate::crd::Revision {
+            revision: Some(1),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    assert_eq!(urgency(Some(&starting), &numbered), Urgency::Detail);
+    // What was applied is not a detail: the undo detection reads it back.
+    let mut applied = numbered.clone();
+    applied
+        .rollout
+        .as_mut()
+        .expect("rollout")
+        .applied_deployment_generation = Some(2);
+    assert_eq!(urgency(Some(&numbered), &applied), Urgency::Progress);
+}

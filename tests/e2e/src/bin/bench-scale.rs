@@ -226,12 +226,19 @@ impl Operator {
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
-        let log = std::fs::File::create(bed.dir.join("logs").join(format!("bench-{ns}.log")))
+        // Appended to: the restarted operator logs after the first one.
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(bed.dir.join("logs").join(format!("bench-{ns}.log")))
             .expect("log");
         let child = Command::new(sibling_bin("shoal"))
             .args(["run", "--namespace", ns])
             .env("KUBECONFIG", &bed.kubeconfig)
-            .env("SHOAL_LOG", "info")
+            .env(
+                "SHOAL_LOG",
+                std::env::var("BENCH_SHOAL_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env("SHOAL_PROMETHEUS_URL", &bed.prometheus_url)
             .env("SHOAL_METRICS_ADDRESS", format!("127.0.0.1:{port}"))
             .stdin(Stdio::null())

@@ -1,0 +1,253 @@
+//! Which cached objects each owner has, so that a reconcile reads its own ReplicaSets,
+//! CronJobs and ConfigMaps without walking the whole cache: `Store::state()` clones every
+//! object's `Arc`, and a reconcile that did so per kind made each reconcile O(n) and a
+//! burst of n Microservices O(n²).
+
+use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
+use std::sync::{Arc, RwLock};
+
+use futures::{Stream, StreamExt};
+use kube::Resource;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+
+/// Owner uid -> the objects that name it in their owner references, kept current from the
+/// same watch events as the cache it indexes (a relist replaces it whole at `InitDone`, as
+/// the reflector replaces its store).
+pub struct OwnerIndex<K: Resource>
+where
+    K::DynamicType: Eq + Hash + Clone,
+{
+    inner: Arc<RwLock<Inner<K>>>,
+}
+
+impl<K: Resource> Clone for OwnerIndex<K>
+where
+    K::DynamicType: Eq + Hash + Clone,
+{
+    fn clone(&self) -> Self {
+        OwnerIndex {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<K: Resource> Default for OwnerIndex<K>
+where
+    K::DynamicType: Eq + Hash + Clone,
+{
+    fn default() -> Self {
+        OwnerIndex {
+            inner: Arc::new(RwLock::new(Inner {
+                by_owner: HashMap::new(),
+                owners: HashMap::new(),
+                relist: None,
+                followed: false,
+            })),
+        }
+    }
+}
+
+struct Inner<K: Resource>
+where
+    K::DynamicType: Eq + Hash + Clone,
+{
+    by_owner: HashMap<String, HashSet<ObjectRef<K>>>,
+    owners: HashMap<ObjectRef<K>, Vec<String>>,
+    /// A relist in progress: what it has listed so far.
+    relist: Option<Vec<(ObjectRef<K>, Vec<String>)>>,
+    /// Fed by a watch: without one (caches filled by hand in tests) lookups scan the store.
+    followed: bool,
+}
+
+impl<K: Resource> Inner<K>
+where
+    K::DynamicType: Eq + Hash + Clone,
+{
+    fn remove(&mut self, key: &ObjectRef<K>) {
+        for owner in self.owners.remove(key).unwrap_or_default() {
+            if let Some(set) = self.by_owner.get_mut(&owner) {
+                set.remove(key);
+                if set.is_empty() {
+                    self.by_owner.remove(&owner);
+                }
+            }
+        }
+    }
+
+    fn insert(&mut self, key: ObjectRef<K>, owners: Vec<String>) {
+        self.remove(&key);
+        for owner in &owners {
+            self.by_owner
+                .entry(owner.clone())
+                .or_default()
+                .insert(key.clone());
+        }
+        self.owners.insert(key, owners);
+    }
+}
+
+fn owner_uids<K: Resource>(object: &K) -> Vec<String> {
+    object
+        .meta()
+        .owner_references
+        .iter()
+        .flatten()
+        .map(|o| o.uid.clone())
+        .collect()
+}
+
+impl<K> OwnerIndex<K>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone,
+{
+    /// Records one watch event.
+    pub fn apply(&self, event: &watcher::Event<K>) {
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        match event {
+            watcher::Event::Apply(object) => {
+                inner.insert(ObjectRef::from_obj(object), owner_uids(object));
+            }
+            watcher::Event::Delete(object) => inner.remove(&ObjectRef::from_obj(object)),
+            watcher::Event::Init => inner.relist = Some(Vec::new()),
+            watcher::Event::InitApply(object) => {
+                let entry = (ObjectRef::from_obj(object), owner_uids(object));
+                inner.relist.get_or_insert_with(Vec::new).push(entry);
+            }
+            watcher::Event::InitDone => {
+                let listed = inner.relist.take().unwrap_or_default();
+                inner.by_owner.clear();
+                inner.owners.clear();
+                for (key, owners) in listed {
+                    inner.insert(key, owners);
+                }
+            }
+        }
+    }
+
+    /// Keeps the index current from `stream` (a watch's events, before or after its
+    /// reflector).
+    pub fn follow<S>(
+        &self,
+        stream: S,
+    ) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
+    where
+        S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+        K: Send + Sync,
+        K::DynamicType: Send + Sync,
+    {
+        let index = self.clone();
+        index
+            .inner
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .followed = true;
+        stream.inspect(move |event| {
+            if let Ok(event) = event {
+                index.apply(event);
+            }
+        })
+    }
+
+    /// The objects of `store` owned by `uid`, sorted by name.
+    pub fn owned_by(&self, store: &Store<K>, uid: &str) -> Vec<Arc<K>> {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        if !inner.followed {
+            let mut owned: Vec<Arc<K>> = store
+                .state()
+                .into_iter()
+                .filter(|o| owner_uids(o.as_ref()).iter().any(|u| u == uid))
+                .collect();
+            owned.sort_by(|a, b| a.meta().name.cmp(&b.meta().name));
+            return owned;
+        }
+        let mut owned: Vec<Arc<K>> = inner
+            .by_owner
+            .get(uid)
+            .into_iter()
+            .flatten()
+            .filter_map(|key| store.get(key))
+            .collect();
+        owned.sort_by(|a, b| a.meta().name.cmp(&b.meta().name));
+        owned
+    }
+
+    /// How many objects the index holds (for tests).
+    pub fn len(&self) -> usize {
+        self.inner
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .owners
+            .len()
+    }
+
+    /// True when the index holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+    use kube::runtime::reflector;
+
+    use super::*;
+
+    fn rs(name: &str, owner: &str) -> ReplicaSet {
+        ReplicaSet {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("shop".into()),
+                owner_references: Some(vec![OwnerReference {
+                    uid: owner.into(),
+                    ..OwnerReference::default()
+                }]),
+                ..ObjectMeta::default()
+            },
+            ..ReplicaSet::default()
+        }
+    }
+
+    fn names(v: Vec<Arc<ReplicaSet>>) -> Vec<String> {
+        v.iter()
+            .map(|r| r.metadata.name.clone().expect("name"))
+            .collect()
+    }
+
+    #[test]
+    fn follows_applies_deletes_owner_changes_and_relists() {
+        let (store, mut writer) = reflector::store::<ReplicaSet>();
+        let index = OwnerIndex::<ReplicaSet>::default();
+        index.inner.write().expect("lock").followed = true;
+        let mut feed = |event: watcher::Event<ReplicaSet>| {
+            index.apply(&event);
+            writer.apply_watcher_event(&event);
+        };
+        feed(watcher::Event::Init);
+        feed(watcher::Event::InitApply(rs("a-1", "a")));
+        feed(watcher::Event::InitApply(rs("b-1", "b")));
+        // Until InitDone the relist is not visible (nor is it in the store).
+        assert!(index.owned_by(&store, "a").is_empty());
+        feed(watcher::Event::InitDone);
+        assert_eq!(names(index.owned_by(&store, "a")), ["a-1"]);
+        feed(watcher::Event::Apply(rs("a-2", "a")));
+        assert_eq!(names(index.owned_by(&store, "a")), ["a-1", "a-2"]);
+        // An object that changes owner leaves the old one.
+        feed(watcher::Event::Apply(rs("a-2", "b")));
+        assert_eq!(names(index.owned_by(&store, "a")), ["a-1"]);
+        assert_eq!(names(index.owned_by(&store, "b")), ["a-2", "b-1"]);
+        feed(watcher::Event::Delete(rs("a-1", "a")));
+        assert!(index.owned_by(&store, "a").is_empty());
+        // A relist replaces everything: what it did not list is gone.
+        feed(watcher::Event::Init);
+        feed(watcher::Event::InitApply(rs("c-1", "c")));
+        feed(watcher::Event::InitDone);
+        assert!(index.owned_by(&store, "b").is_empty());
+        assert_eq!(names(index.owned_by(&store, "c")), ["c-1"]);
+        assert_eq!(index.len(), 1);
+    }
+}
