@@ -102,9 +102,17 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Only the leader (or the only process) runs the loops, started after acquiring.
     metrics.set_leader(true);
     health.set(Phase::Leading);
+    // With both loops here, the metrics loop reads the controller's caches.
+    let (share, shared) = match components {
+        Components::All => {
+            let (tx, rx) = futures::channel::oneshot::channel();
+            (Some(tx), Some(rx))
+        }
+        _ => (None, None),
+    };
     let controller = async {
         if components != Components::Autoscaler {
-            crate::controller::run(client.clone(), controller_config, metrics.clone()).await;
+            crate::controller::run(client.clone(), controller_config, metrics.clone(), share).await;
         }
     };
     let autoscaler = async {
@@ -114,6 +122,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 autoscaler_config,
                 metrics.clone(),
                 shutdown_signal(),
+                shared,
             )
             .await;
         }

@@ -31,7 +31,7 @@ where
 }
 
 /// A watch of `api` (only objects matching `labels`, when given) that keeps `writer`'s
-/// cache current, with `managedFields` stripped to save memory. Poll the stream to keep
+/// cache current, with `managedFields` and `kubectl apply`'s copy stripped ([`slim`]). Poll the stream to keep
 /// the cache alive.
 pub fn reflected<K>(
     api: Api<K>,
@@ -48,8 +48,21 @@ where
     }
     watcher(api, config)
         .default_backoff()
-        .modify(|obj| obj.managed_fields_mut().clear())
+        .modify(slim)
         .reflect(writer)
+}
+
+/// What `kubectl apply` (client-side) leaves on an object: a copy of the whole applied
+/// object.
+pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops what no reader of a watch cache looks at and most of an object's bytes can be:
+/// `managedFields` (one entry per field manager) and `kubectl apply`'s copy of the object.
+pub fn slim<K: Resource>(object: &mut K) {
+    object.managed_fields_mut().clear();
+    if let Some(annotations) = object.meta_mut().annotations.as_mut() {
+        annotations.remove(LAST_APPLIED_ANNOTATION);
+    }
 }
 
 /// A watch cache of `api` kept current by a background task (see [`reflected`]).

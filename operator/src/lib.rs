@@ -13,6 +13,7 @@ pub mod app;
 #[cfg(feature = "test-support")]
 pub mod arbitrary;
 pub mod autoscaler;
+pub mod caches;
 pub mod cli;
 pub mod condition_metrics;
 pub mod conditions;

@@ -78,11 +78,25 @@ pub async fn run(
     config: Config,
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()>,
+    shared: Option<futures::channel::oneshot::Receiver<crate::caches::SharedCaches>>,
 ) {
     let ns = config.namespace.as_deref();
+    // The controller's caches when it runs in this process (each object held once), else
+    // caches of its own.
+    let shared = match shared {
+        Some(receiver) => receiver.await.ok(),
+        None => None,
+    };
+    let (microservices, deployments) = match shared {
+        Some(shared) => (shared.microservices, shared.deployments),
+        None => (
+            spawn_cache(scoped::<Microservice>(&client, ns), None),
+            spawn_cache(scoped::<Deployment>(&client, ns), Some(MANAGED_SELECTOR)),
+        ),
+    };
     let caches = Caches {
-        microservices: spawn_cache(scoped::<Microservice>(&client, ns), None),
-        deployments: spawn_cache(scoped::<Deployment>(&client, ns), Some(MANAGED_SELECTOR)),
+        microservices,
+        deployments,
         pods: spawn_cache(scoped::<Pod>(&client, ns), Some(MANAGED_SELECTOR)),
     };
     let _ = futures::join!(

@@ -278,8 +278,13 @@ pub async fn check_crd_installed(client: &Client, namespace: Option<&str>) -> an
     }
 }
 
-/// Runs the controller until SIGTERM or Ctrl-C.
-pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>) {
+/// Runs the controller until SIGTERM or Ctrl-C; sends its caches to `share` once built.
+pub async fn run(
+    client: Client,
+    config: Config,
+    metrics: Arc<Metrics>,
+    share: Option<futures::channel::oneshot::Sender<crate::caches::SharedCaches>>,
+) {
     let ns = config.namespace.as_deref();
     let managed = Some(MANAGED_SELECTOR);
     let (deployments, deployments_w) = reflector::store();
@@ -310,8 +315,9 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>) {
         )
         .default_backoff()
         // Nothing reads a Microservice's managedFields; with several field managers
-        // (kubectl, shoal, shoal-autoscaler) they are a large share of each cached object.
-        .modify(|ms| ms.managed_fields_mut().clear())
+        // (kubectl, shoal, shoal-autoscaler) they are a large share of each cached object,
+        // and so is `kubectl apply`'s copy of the whole object.
+        .modify(kube_ext::slim)
         .reflect(microservices_w)
         .scan(Vec::new(), |listed, event| {
             futures::future::ready(Some(futures::stream::iter(stored_once(listed, event))))
@@ -368,6 +374,12 @@ pub async fn run(client: Client, config: Config, metrics: Arc<Metrics>) {
         .reconcile_all_on(available_rx)
         .shutdown_on_signal();
     metrics.microservices.attach(controller.store());
+    if let Some(share) = share {
+        let _ = share.send(crate::caches::SharedCaches {
+            microservices: controller.store(),
+            deployments: deployments.clone(),
+        });
+    }
     // ReplicaSets are only read (which old ConfigMaps a retained revision still uses); they
     // are owned by Deployments, so they trigger nothing themselves.
     let replica_set_watch = replica_sets_by_owner.follow(kube_ext::reflected(

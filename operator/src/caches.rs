@@ -1,0 +1,17 @@
+//! The watch caches both loops read when they run in one process: the controller builds
+//! them and hands them to the metrics loop, so that each Microservice and each Deployment
+//! is held once, not once per loop.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::runtime::reflector::Store;
+
+use crate::crd::Microservice;
+
+/// What the controller shares with the metrics loop.
+#[derive(Clone)]
+pub struct SharedCaches {
+    /// Every Microservice in scope (`managedFields` stripped).
+    pub microservices: Store<Microservice>,
+    /// Shoal's Deployments (`managedFields` stripped).
+    pub deployments: Store<Deployment>,
+}
