@@ -225,7 +225,25 @@ impl EventSink {
 
 #[cfg(test)]
 mod tests {
-    use super::{NOTE_MAX_BYTES, fit_note};
+    use super::{Deployment, LAST_APPLIED_ANNOTATION, NOTE_MAX_BYTES, ResourceExt, fit_note, slim};
+
+    #[test]
+    fn cached_objects_drop_managed_fields_and_kubectls_copy_only() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+        let mut deployment = Deployment::default();
+        deployment.metadata.managed_fields = Some(vec![ManagedFieldsEntry::default()]);
+        deployment.metadata.annotations = Some(
+            [
+                (LAST_APPLIED_ANNOTATION.to_string(), "{...}".to_string()),
+                ("shoal.dev/applied-hash".to_string(), "h".to_string()),
+            ]
+            .into(),
+        );
+        slim(&mut deployment);
+        assert_eq!(deployment.metadata.managed_fields, Some(vec![]));
+        let kept: Vec<&String> = deployment.annotations().keys().collect();
+        assert_eq!(kept, ["shoal.dev/applied-hash"]);
+    }
 
     #[test]
     fn event_notes_fit_in_one_kibibyte_at_a_character_boundary() {

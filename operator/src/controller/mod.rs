@@ -250,8 +250,10 @@ impl Context {
             .remove(&ObjectRef::from_obj(ms));
     }
 
-    /// Remembers the Microservice our status write returned, for [`freshest`].
-    fn remember_written(&self, written: Microservice) {
+    /// Remembers the Microservice our status write returned, for [`freshest`] (slimmed as
+    /// the cache's copies are: it may stay until the next reconcile).
+    fn remember_written(&self, mut written: Microservice) {
+        kube_ext::slim(&mut written);
         self.status_written
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -32,6 +32,8 @@ impl Written {
         seen: Option<&str>,
     ) -> Option<K> {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        // Old writes go also when no new one comes (after a burst, say).
+        map.retain(|_, (_, at, _)| at.elapsed() < WRITE_SHOWS_WITHIN);
         let (before, at, ours) = map.get(key)?;
         if before.as_deref() == seen && at.elapsed() < WRITE_SHOWS_WITHIN {
             return serde_json::from_value(ours.clone()).ok();
