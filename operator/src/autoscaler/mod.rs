@@ -17,6 +17,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -87,23 +88,30 @@ pub async fn run(
         Some(receiver) => receiver.await.ok(),
         None => None,
     };
-    let (microservices, deployments) = match shared {
-        Some(shared) => (shared.microservices, shared.deployments),
-        None => (
-            spawn_cache(scoped::<Microservice>(&client, ns), None),
-            spawn_cache(scoped::<Deployment>(&client, ns), Some(MANAGED_SELECTOR)),
+    let (microservices, deployments, ready) = match shared {
+        // The controller's readiness future (see `SharedCaches::ready`).
+        Some(shared) => (
+            shared.microservices,
+            shared.deployments,
+            shared.ready.clone().boxed(),
         ),
+        None => {
+            let microservices = spawn_cache(scoped::<Microservice>(&client, ns), None);
+            let deployments =
+                spawn_cache(scoped::<Deployment>(&client, ns), Some(MANAGED_SELECTOR));
+            let (m, d) = (microservices.clone(), deployments.clone());
+            let ready = async move {
+                let _ = futures::join!(m.wait_until_ready(), d.wait_until_ready());
+            };
+            (microservices, deployments, ready.boxed())
+        }
     };
     let caches = Caches {
         microservices,
         deployments,
         pods: spawn_cache(scoped::<Pod>(&client, ns), Some(MANAGED_SELECTOR)),
     };
-    let _ = futures::join!(
-        caches.microservices.wait_until_ready(),
-        caches.deployments.wait_until_ready(),
-        caches.pods.wait_until_ready()
-    );
+    let _ = futures::join!(ready, caches.pods.wait_until_ready());
     let prometheus = match source::client(&config.metrics) {
         Ok(p) => Some(p),
         Err(err) => {

@@ -309,6 +309,12 @@ pub async fn run(
     // Every watch runs on a task of its own and backs off on its own (`detached_watch`).
     let mut watch_tasks = Vec::new();
     let (microservices, microservices_w) = reflector::store();
+    // Says when the Microservice store holds its first list, for the metrics loop: the
+    // controller's runtime already waits on the store's own readiness, which wakes one
+    // waiter only.
+    let (listed_tx, listed_rx) = futures::channel::oneshot::channel::<()>();
+    let mut listed_tx = Some(listed_tx);
+    let microservices_listed = listed_rx.map(|_| ()).boxed().shared();
     let microservice_triggers = detached_watch(
         &mut watch_tasks,
         watcher(
@@ -321,6 +327,13 @@ pub async fn run(
         // and so is `kubectl apply`'s copy of the whole object.
         .modify(kube_ext::slim)
         .reflect(microservices_w)
+        .inspect(move |event| {
+            if matches!(event, Ok(watcher::Event::InitDone))
+                && let Some(tx) = listed_tx.take()
+            {
+                let _ = tx.send(());
+            }
+        })
         .scan(Vec::new(), |listed, event| {
             futures::future::ready(Some(futures::stream::iter(stored_once(listed, event))))
         })
@@ -376,12 +389,8 @@ pub async fn run(
         .reconcile_all_on(available_rx)
         .shutdown_on_signal();
     metrics.microservices.attach(controller.store());
-    if let Some(share) = share {
-        let _ = share.send(crate::caches::SharedCaches {
-            microservices: controller.store(),
-            deployments: deployments.clone(),
-        });
-    }
+    let shared_microservices = controller.store();
+
     // ReplicaSets are only read (which old ConfigMaps a retained revision still uses); they
     // are owned by Deployments, so they trigger nothing themselves.
     let replica_set_watch = replica_sets_by_owner.follow(kube_ext::reflected(
@@ -420,6 +429,19 @@ pub async fn run(
         Context::new(client, stores, config.resync, metrics).with_pod_monitors(pod_monitors);
     if let Some(analyzer) = analyzer {
         ctx = ctx.with_analyzer(analyzer);
+    }
+    if let Some(share) = share {
+        // The metrics loop waits on the controller's readiness future, which wakes every
+        // waiter; a second waiter on a store's own readiness would take the wake-up from
+        // the first (see `Stores::readiness`).
+        let _ = share.send(crate::caches::SharedCaches {
+            microservices: shared_microservices,
+            deployments: ctx.stores.deployments.clone(),
+            ready: futures::future::join(ctx.ready.clone(), microservices_listed)
+                .map(|_| ())
+                .boxed()
+                .shared(),
+        });
     }
     let ctx = Arc::new(ctx);
     let replica_set_task = tokio::spawn(replica_set_watch.for_each(|_| futures::future::ready(())));

@@ -41,7 +41,10 @@ const USAGE: &str = "usage: bench-scale [--count N] [--rounds R] [--concurrency 
   --count N        Microservices per run (default 1000)
   --rounds R       alternating rounds of Shoal and the bare writer (default 2)
   --concurrency C  writes in flight from the creating client (default 32)
-  --replicas K     spec.replicas of each Microservice (default 0: no pods to schedule)";
+  --replicas K     spec.replicas of each Microservice (default 0: no pods to schedule)
+
+The operator takes its settings from the environment (SHOAL_CONCURRENCY=32, say);
+BENCH_SHOAL_LOG sets its log filter (shoal=debug logs what each status write changed).";
 
 struct Args {
     count: usize,
@@ -359,6 +362,11 @@ async fn shoal_round(bed: &TestBed, client: &Client, args: &Args, round: usize) 
     let restart_peak = op.metric("process_resident_memory_peak_bytes");
     op.stop();
     let _ = bed.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+    let status_writes = by_kind
+        .get("patch microservices/status")
+        .copied()
+        .unwrap_or(0.0);
+    let events = by_kind.get("create events").copied().unwrap_or(0.0);
     let mut lines = vec![
         format!(
             "shoal round {round}: {} Microservices applied in {created:.1} s",
@@ -369,7 +377,10 @@ async fn shoal_round(bed: &TestBed, client: &Client, args: &Args, round: usize) 
             "  every Microservice Ready {} s (quiet {quiet:.1} s later)",
             secs(ready)
         ),
-        format!("  writes per Microservice {per_ms:.2}"),
+        format!(
+            "  writes per Microservice {per_ms:.2}: beyond the children {:.2} ({events:.2} Events, {status_writes:.2} status)",
+            events + status_writes
+        ),
     ];
     for (kind, n) in by_kind {
         lines.push(format!("    {kind:<34} {n:.2}"));
