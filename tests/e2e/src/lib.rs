@@ -17,6 +17,7 @@ pub mod openmetrics;
 mod operator;
 mod private;
 mod prometheus;
+pub mod reaction;
 pub mod recorder;
 pub mod signalbench;
 pub mod slowproxy;
