@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 pub mod admission;
 pub mod audit;
+pub mod cpubench;
 mod loadsim;
 pub mod openmetrics;
 mod operator;
