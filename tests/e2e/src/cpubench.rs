@@ -169,6 +169,8 @@ pub struct ContenderFigures {
     pub unaudited: usize,
     /// The counts over the trace.
     pub path: Vec<i32>,
+    /// Per step: the counts written before the next step and the seconds under capacity.
+    pub steps: Vec<(Vec<i32>, f64)>,
 }
 
 /// Everything the side-by-side measured.
@@ -274,8 +276,14 @@ pub async fn side_by_side(bed: &TestBed, cycles: usize, hold: Duration) -> CpuFi
                     let Some(s) = r.last() else { continue };
                     f.replica_seconds += f64::from(s.replicas) * dt;
                     f.ideal_replica_seconds += f64::from(ideal(level)) * dt;
+                    if f.steps.len() < steps.len() {
+                        f.steps.push((Vec::new(), 0.0));
+                    }
                     if f64::from(s.ready) * TARGET_MILLI < level {
                         f.under_capacity_seconds += dt;
+                        if let Some(step) = f.steps.last_mut() {
+                            step.1 += dt;
+                        }
                     }
                 }
             }
@@ -301,9 +309,20 @@ pub async fn side_by_side(bed: &TestBed, cycles: usize, hold: Duration) -> CpuFi
         for (i, &(t0, from, to)) in steps.iter().enumerate() {
             let until = steps.get(i + 1).map_or(ended, |s| s.0);
             let up = to > from;
-            let first = timed
+            let mine: Vec<&TimedWrite> = timed
                 .iter()
                 .filter(|w| w.at >= t0 && w.at < until)
+                .collect();
+            if let Some(step) = f.steps.get_mut(i) {
+                step.0 = mine
+                    .first()
+                    .map(|w| w.from)
+                    .into_iter()
+                    .chain(mine.iter().map(|w| w.to))
+                    .collect();
+            }
+            let first = mine
+                .iter()
                 .find(|w| if up { w.to > w.from } else { w.to < w.from });
             match first {
                 Some(w) => {

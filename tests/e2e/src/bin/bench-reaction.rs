@@ -608,6 +608,22 @@ fn print_cpu(figures: &cpubench::CpuFigures) {
         format!("{} ({})", c.writes, c.unaudited)
     });
     row("replicas", &|c| format!("{:?}", c.path));
+    let levels: Vec<f64> = std::iter::repeat_n(cpubench::CYCLE, figures.steps / 4)
+        .flatten()
+        .collect();
+    for (i, level) in levels.iter().enumerate() {
+        row(
+            &format!(
+                "step {} to {level}m: counts written, s under capacity",
+                i + 1
+            ),
+            &|c| {
+                c.steps.get(i).map_or("-".to_string(), |(path, under)| {
+                    format!("{path:?}, {under:.1} s")
+                })
+            },
+        );
+    }
     match figures.ticks_and_queries {
         Some((ticks, queries)) if ticks > 0.0 => println!(
             "Shoal's loop in the CPU namespace: {queries:.0} queries in {ticks:.0} ticks = {:.2} per tick",
