@@ -132,9 +132,15 @@ async fn spread_load(client: kube::Client, mut load: tokio::sync::watch::Receive
                 if has != Some(&want) {
                     let name = p.metadata.name.clone().unwrap_or_default();
                     let patch = serde_json::json!({"metadata": {"annotations": {"kwok.x-k8s.io/usage-cpu": want}}});
+                    // A pod deleted by a scale-down since the list is no loss.
                     if let Err(e) = pods
                         .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
                         .await
+                        .map(drop)
+                        .or_else(|e| match e {
+                            kube::Error::Api(s) if s.code == 404 => Ok(()),
+                            e => Err(e),
+                        })
                     {
                         eprintln!("cpu load: patching pod {name}: {e}");
                     }
@@ -352,4 +358,30 @@ pub fn levels() -> BTreeMap<i64, i32> {
         .chain(CYCLE)
         .map(|l| (l as i64, ideal(l)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_level_needs_its_whole_ideal_count() {
+        for level in std::iter::once(WARM_UP).chain(CYCLE) {
+            let n = ideal(level);
+            assert!(level <= TARGET_MILLI * f64::from(n), "{level}m fits {n}");
+            // One replica fewer is over target by more than the 10% tolerance.
+            assert!(
+                level > 1.1 * TARGET_MILLI * f64::from(n - 1),
+                "{level}m on {} replicas is within the tolerance",
+                n - 1
+            );
+        }
+        assert_eq!(
+            CYCLE.map(ideal),
+            [7, 4, 9, 2],
+            "up, down, up, down as documented"
+        );
+        assert_eq!(per_pod(445.0, 9), "50m");
+        assert_eq!(per_pod(90.0, 0), "90m");
+    }
 }
