@@ -17,10 +17,10 @@ demo: deps cluster-bin
 	cargo build --workspace --bins
 	$(TARGET_DIR)/debug/demo $(DEMO_ARGS)
 
-## bench: the metrics loop's reaction time to load steps and its Prometheus queries per tick (BENCH_ARGS: --cycles N).
+## bench: the metrics loop's reaction time to load steps (times from the audit log), its queries per tick with 1 and 200 Microservices, and a CPU trace against the native HPA (release build; BENCH_ARGS: --cycles N --cpu-cycles N --only steps,cpu,signal).
 bench: deps cluster-bin
-	cargo build --workspace --bins
-	$(TARGET_DIR)/debug/bench-reaction $(BENCH_ARGS)
+	cargo build --release --workspace --bins
+	$(TARGET_DIR)/release/bench-reaction $(BENCH_ARGS)
 
 ## bench-scale: N Microservices (default 1000) against a bare client writing the same children: time, writes per Microservice, memory (release build; BENCH_ARGS: --rounds R --concurrency C --replicas K).
 N ?= 1000

@@ -152,6 +152,74 @@ pub fn scale_writes(path: &Path, namespace: &str, name: &str) -> Vec<AuditEvent>
     writes
 }
 
+/// Who writes a Deployment's replica count, as the audit log shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScaleWriter {
+    /// Shoal's metrics loop: field manager `shoal-autoscaler` (User-Agent `shoal...`).
+    ShoalAutoscaler,
+    /// The controller-manager's HPA controller: an update of the `scale` subresource by
+    /// the controller-manager (its User-Agent, or its `horizontal-pod-autoscaler`
+    /// ServiceAccount when it runs with per-controller credentials).
+    HpaController,
+}
+
+impl ScaleWriter {
+    /// True when `e` is a write of this writer's kind (any status, any object).
+    pub fn wrote(&self, e: &AuditEvent) -> bool {
+        match self {
+            ScaleWriter::ShoalAutoscaler => {
+                e.user_agent.starts_with("shoal")
+                    && e.request_uri.contains("fieldManager=shoal-autoscaler")
+            }
+            ScaleWriter::HpaController => {
+                e.object_ref
+                    .as_ref()
+                    .is_some_and(|o| o.subresource == "scale")
+                    && (e.user_agent.starts_with("kube-controller-manager")
+                        || e.user.username.ends_with(":horizontal-pod-autoscaler"))
+            }
+        }
+    }
+}
+
+/// The successful writes (patch or update) of `writer` to Deployment `namespace/name` or
+/// its `scale` subresource, dry runs left out, in the order the apiserver received them.
+/// Only lines naming the Deployment are parsed, so a long log is read quickly.
+pub fn replica_writes(
+    path: &Path,
+    namespace: &str,
+    name: &str,
+    writer: ScaleWriter,
+) -> Vec<AuditEvent> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let quoted = format!("\"{name}\"");
+    let mut writes: Vec<AuditEvent> = text
+        .lines()
+        .filter(|line| line.contains("ResponseComplete") && line.contains(&quoted))
+        .filter_map(|line| serde_json::from_str::<AuditEvent>(line).ok())
+        .filter(|e| e.stage == "ResponseComplete")
+        .filter(|e| e.verb == "patch" || e.verb == "update")
+        .filter(|e| !e.request_uri.contains("dryRun="))
+        .filter(|e| {
+            e.object_ref.as_ref().is_some_and(|o| {
+                o.resource == "deployments"
+                    && (o.subresource.is_empty() || o.subresource == "scale")
+                    && o.namespace == namespace
+                    && o.name == name
+            })
+        })
+        .filter(|e| e.succeeded() && writer.wrote(e))
+        .collect();
+    writes.sort_by_key(AuditEvent::received);
+    writes
+}
+
+/// When the apiserver answered the request (its ResponseComplete `stageTimestamp`; the
+/// time received when absent).
+pub fn answered(e: &AuditEvent) -> Timestamp {
+    e.stage_timestamp.unwrap_or_else(|| e.received())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,11 +12,13 @@ use std::time::{Duration, Instant};
 
 pub mod admission;
 pub mod audit;
+pub mod cpubench;
 mod loadsim;
 pub mod openmetrics;
 mod operator;
 mod private;
 mod prometheus;
+pub mod reaction;
 pub mod recorder;
 pub mod signalbench;
 pub mod slowproxy;
