@@ -15,8 +15,9 @@ const WRITE_SHOWS_WITHIN: Duration = Duration::from_secs(10);
 pub(super) type ChildKey = (String, String, String);
 
 /// One write: the resourceVersion the cache showed before it (None: absent), when, and
-/// what it returned.
-type Write = (Option<String>, Instant, serde_json::Value);
+/// what it returned, as JSON bytes (a third of a `serde_json::Value`'s memory: a burst
+/// keeps thousands of these for their 10 s).
+type Write = (Option<String>, Instant, Vec<u8>);
 
 /// The children this process wrote in the last [`WRITE_SHOWS_WITHIN`].
 #[derive(Default)]
@@ -36,14 +37,14 @@ impl Written {
         map.retain(|_, (_, at, _)| at.elapsed() < WRITE_SHOWS_WITHIN);
         let (before, at, ours) = map.get(key)?;
         if before.as_deref() == seen && at.elapsed() < WRITE_SHOWS_WITHIN {
-            return serde_json::from_value(ours.clone()).ok();
+            return serde_json::from_slice(ours).ok();
         }
         map.remove(key);
         None
     }
 
     pub(super) fn remember<K: Serialize>(&self, key: ChildKey, seen: Option<String>, applied: &K) {
-        if let Ok(value) = serde_json::to_value(applied) {
+        if let Ok(value) = serde_json::to_vec(applied) {
             let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
             map.retain(|_, (_, at, _)| at.elapsed() < WRITE_SHOWS_WITHIN);
             map.insert(key, (seen, Instant::now(), value));
