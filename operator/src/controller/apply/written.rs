@@ -15,13 +15,35 @@ const WRITE_SHOWS_WITHIN: Duration = Duration::from_secs(10);
 pub(super) type ChildKey = (String, String, String);
 
 /// One write: the resourceVersion the cache showed before it (None: absent), when, and
-/// what it returned, as JSON bytes (a third of a `serde_json::Value`'s memory: a burst
-/// keeps thousands of these for their 10 s).
+/// what it returned, as JSON bytes (smaller than a `serde_json::Value`: a burst keeps
+/// thousands of these for their 10 s).
 type Write = (Option<String>, Instant, Vec<u8>);
 
 /// The children this process wrote in the last [`WRITE_SHOWS_WITHIN`].
 #[derive(Default)]
-pub struct Written(Mutex<HashMap<ChildKey, Write>>);
+pub struct Written(Mutex<Writes>);
+
+#[derive(Default)]
+struct Writes {
+    by_child: HashMap<ChildKey, Write>,
+    /// When older writes were last dropped: at most once a second, not at every lookup
+    /// (each pass looks up every child; a burst holds thousands of writes).
+    purged: Option<Instant>,
+}
+
+impl Writes {
+    fn purge(&mut self) {
+        if self
+            .purged
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.by_child
+            .retain(|_, (_, at, _)| at.elapsed() < WRITE_SHOWS_WITHIN);
+        self.purged = Some(Instant::now());
+    }
+}
 
 impl Written {
     /// What our last write of `key` returned, when the cache (showing `seen`) still shows
@@ -32,22 +54,74 @@ impl Written {
         key: &ChildKey,
         seen: Option<&str>,
     ) -> Option<K> {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut writes = self.0.lock().unwrap_or_else(|e| e.into_inner());
         // Old writes go also when no new one comes (after a burst, say).
-        map.retain(|_, (_, at, _)| at.elapsed() < WRITE_SHOWS_WITHIN);
-        let (before, at, ours) = map.get(key)?;
+        writes.purge();
+        let (before, at, ours) = writes.by_child.get(key)?;
         if before.as_deref() == seen && at.elapsed() < WRITE_SHOWS_WITHIN {
             return serde_json::from_slice(ours).ok();
         }
-        map.remove(key);
+        writes.by_child.remove(key);
         None
     }
 
     pub(super) fn remember<K: Serialize>(&self, key: ChildKey, seen: Option<String>, applied: &K) {
         if let Ok(value) = serde_json::to_vec(applied) {
-            let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-            map.retain(|_, (_, at, _)| at.elapsed() < WRITE_SHOWS_WITHIN);
-            map.insert(key, (seen, Instant::now(), value));
+            let mut writes = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            writes.purge();
+            writes.by_child.insert(key, (seen, Instant::now(), value));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::Service;
+
+    use super::*;
+
+    fn key(name: &str) -> ChildKey {
+        ("Service".into(), "shop".into(), name.into())
+    }
+
+    fn service(name: &str, version: &str) -> Service {
+        let mut s = Service::default();
+        s.metadata.name = Some(name.into());
+        s.metadata.resource_version = Some(version.into());
+        s
+    }
+
+    #[test]
+    fn a_write_stands_in_only_while_the_cache_shows_the_object_from_before_it() {
+        let written = Written::default();
+        // Created (the cache showed nothing), then an update over resourceVersion 7.
+        written.remember(key("new"), None, &service("new", "1"));
+        written.remember(key("old"), Some("7".into()), &service("old", "8"));
+        let behind = |name: &str, seen: Option<&str>| {
+            written
+                .behind::<Service>(&key(name), seen)
+                .and_then(|s| s.metadata.resource_version)
+        };
+        assert_eq!(behind("new", None), Some("1".into()));
+        assert_eq!(behind("old", Some("7")), Some("8".into()));
+        // Once the cache shows anything else, the write is forgotten for good.
+        assert_eq!(behind("old", Some("8")), None);
+        assert_eq!(behind("old", Some("7")), None);
+        assert_eq!(behind("never", None), None);
+    }
+
+    #[test]
+    fn writes_older_than_the_window_go_on_any_lookup() {
+        let written = Written::default();
+        written.remember(key("a"), None, &service("a", "1"));
+        {
+            let mut writes = written.0.lock().expect("lock");
+            let (_, at, _) = writes.by_child.get_mut(&key("a")).expect("remembered");
+            *at -= WRITE_SHOWS_WITHIN + Duration::from_secs(1);
+            writes.purged = None;
+        }
+        // A lookup of another child drops it.
+        assert!(written.behind::<Service>(&key("b"), None).is_none());
+        assert!(written.0.lock().expect("lock").by_child.is_empty());
     }
 }

@@ -150,17 +150,19 @@ fn setup(label: &str) -> Setup {
     }
 }
 
+/// Microservice `name` at `:1` (its spec's `extra` lines and canary `steps`), Ready and
+/// offered `load` req/s.
+async fn serving(s: &Setup, name: &str, extra: &str, steps: &str, load: f64) {
+    let bed = testbed();
+    apply(bed, &s.ns, &microservice(name, "1", extra, steps));
+    wait_ready(bed, &s.ns, name).await;
+    s.sim.set_load(name, load);
+}
+
 /// Microservice `shop` at `:1` with 4 replicas, Ready, serving 100 req/s that Prometheus
 /// has seen for a few scrapes.
 async fn serving_shop(s: &Setup, steps: &str) {
-    let bed = testbed();
-    apply(
-        bed,
-        &s.ns,
-        &microservice("shop", "1", "  replicas: 4", steps),
-    );
-    wait_ready(bed, &s.ns, "shop").await;
-    s.sim.set_load("shop", 100.0);
+    serving(s, "shop", "  replicas: 4", steps, 100.0).await;
     tokio::time::sleep(Duration::from_secs(6)).await;
 }
 
@@ -442,9 +444,7 @@ async fn under_a_load_step_the_total_follows_the_autoscaler_and_the_split_keeps_
     let s = setup("canary-load");
     let steps = "[{weight: 20}, {pause: {}}]";
     let scaling = "  autoscaling:\n    minReplicas: 2\n    maxReplicas: 20\n    requestRate: {targetPerReplica: 50}\n    behavior: {scaleDown: {stabilizationWindowSeconds: 0}}";
-    apply(bed, &s.ns, &microservice("shop", "1", scaling, steps));
-    wait_ready(bed, &s.ns, "shop").await;
-    s.sim.set_load("shop", 200.0);
+    serving(&s, "shop", scaling, steps, 200.0).await;
     wait_for(
         "4 replicas at 200 req/s",
         Duration::from_secs(120),
@@ -452,13 +452,7 @@ async fn under_a_load_step_the_total_follows_the_autoscaler_and_the_split_keeps_
     )
     .await;
     // A second canary in flight beside it, with the same analysis settings.
-    apply(
-        bed,
-        &s.ns,
-        &microservice("cart", "1", "  replicas: 2", steps),
-    );
-    wait_ready(bed, &s.ns, "cart").await;
-    s.sim.set_load("cart", 100.0);
+    serving(&s, "cart", "  replicas: 2", steps, 100.0).await;
     apply(bed, &s.ns, &microservice("shop", "2", scaling, steps));
     apply(
         bed,

@@ -41,19 +41,6 @@ async fn wait_image(bed: &TestBed, ns: &str, name: &str, image: &str) {
     .await
 }
 
-fn events(bed: &TestBed, ns: &str, reason: &str) -> String {
-    bed.kubectl_ok(&[
-        "get",
-        "events",
-        "-n",
-        ns,
-        "--field-selector",
-        &format!("reason={reason}"),
-        "-o",
-        "jsonpath={.items[*].message}",
-    ])
-}
-
 async fn hold_for(bed: &TestBed, ns: &str, name: &str, image: &str, seconds: u64) {
     for _ in 0..seconds {
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -109,7 +96,7 @@ async fn image_and_config_changes_roll_out_new_revisions() {
     .await;
     assert!(message.contains("registry.example/web:2"), "{message}");
     wait_for("a RolloutInProgress event", TIMEOUT, || async {
-        (!events(bed, &ns, "RolloutInProgress").is_empty()).then_some(())
+        (!events(bed, &ns, "web", "RolloutInProgress").is_empty()).then_some(())
     })
     .await;
     let history = ms["status"]["rollout"]["history"]
@@ -217,7 +204,7 @@ async fn a_broken_rollout_is_rolled_back_and_not_retried() {
         "--timeout=90s",
     ]);
     wait_for("a RolledBack warning event", TIMEOUT, || async {
-        (!events(bed, &ns, "RolledBack").is_empty()).then_some(())
+        (!events(bed, &ns, "web", "RolledBack").is_empty()).then_some(())
     })
     .await;
     // Not retried across resyncs (3 s) and an operator restart.
