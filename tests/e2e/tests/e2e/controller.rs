@@ -555,6 +555,81 @@ async fn converged_microservices_cause_zero_writes_after_resync_and_restart() {
     );
 }
 
+/// `count` Microservices of the `web-with-ingress` shape (one replica), `<prefix>-NN`, as
+/// one multi-document YAML.
+fn many_web_services(prefix: &str, count: usize) -> String {
+    let example = std::fs::read_to_string(
+        shoal_e2e::repo_root().join("manifests/examples/web-with-ingress.yaml"),
+    )
+    .expect("example");
+    (0..count)
+        .map(|i| {
+            example
+                .replace("checkout", &format!("{prefix}-{i:02}"))
+                .replace("replicas: 2", "replicas: 1")
+        })
+        .collect::<Vec<_>>()
+        .join("\n---\n")
+}
+
+/// A burst of creates (12 Microservices of 5 children each, one apply: more than the 40
+/// child creates in 2 s that make a burst) holds first statuses and `Created` Events until
+/// the burst is over; they must still come, within the budget. Then a burst interrupted by
+/// a restart: the new process writes the statuses the old one held.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_new_microservices_gets_its_statuses_and_events_after_it() {
+    let bed = testbed();
+    let ns = bed.namespace("burst");
+    let mut op = bed.operator(&ns, &[]);
+    let names: Vec<String> = (0..12).map(|i| format!("web-{i:02}")).collect();
+    apply(bed, &ns, &many_web_services("web", 12));
+    for name in &names {
+        wait_ready(bed, &ns, name).await;
+    }
+    for name in &names {
+        wait_for(
+            "the Created Event that followed the burst",
+            TIMEOUT,
+            || async { (!events(bed, &ns, name, "Created").is_empty()).then_some(()) },
+        )
+        .await;
+    }
+    let writes = audit::writes(&bed.audit_log(), &ns, "shoal/");
+    for name in &names {
+        let refs = writes.iter().filter_map(|w| w.object_ref.as_ref());
+        let status = refs
+            .clone()
+            .filter(|o| o.resource == "microservices" && o.subresource == "status")
+            .filter(|o| o.name == *name)
+            .count();
+        // Events are named `<object>.<id>`.
+        let created = refs
+            .filter(|o| o.resource == "events")
+            .filter(|o| o.name.starts_with(&format!("{name}.")))
+            .count();
+        assert!(
+            (1..=2).contains(&status),
+            "{name}: {status} status writes (budget: when the children exist, when Ready)"
+        );
+        assert_eq!(created, 1, "{name}: one Event for its children");
+    }
+
+    // Interrupted: the operator is stopped while the second burst's statuses are held.
+    let more: Vec<String> = (0..12).map(|i| format!("late-{i:02}")).collect();
+    apply(bed, &ns, &many_web_services("late", 12));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    op.stop();
+    let _op = bed.operator(&ns, &[]);
+    for name in &more {
+        let (ms, _) = wait_condition(bed, &ns, name, "Ready", "True", "Available").await;
+        assert_eq!(
+            ms.pointer("/status/observedGeneration"),
+            ms.pointer("/metadata/generation"),
+            "{name}: {ms}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn autoscaled_replicas_are_never_set_back() {
     let bed = testbed();
