@@ -224,9 +224,16 @@ async fn a_good_canary_goes_through_its_steps_and_becomes_stable() {
     );
     // The stable revision served throughout the steps (the promotion is then a rolling
     // update of its own).
+    // The promotion's apply comes before the status write that says Promoting (the status
+    // reports what was applied), so a look just before the first Promoting one may already
+    // see the stable Deployment rolling: such a look is not "during the steps".
+    let promoting_at = looks
+        .iter()
+        .find(|l| l.phase == "Promoting" || l.phase == "Promoted")
+        .map_or(f64::INFINITY, |l| l.at);
     let least = looks
         .iter()
-        .filter(|l| l.phase == "Progressing")
+        .filter(|l| l.phase == "Progressing" && l.at < promoting_at - 2.0)
         .map(|l| l.stable_ready)
         .min()
         .unwrap_or(0);
