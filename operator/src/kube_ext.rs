@@ -11,7 +11,7 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Client, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::warn;
@@ -42,13 +42,43 @@ where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone,
 {
+    shaped(api, labels, writer, slim)
+}
+
+/// [`reflected`], keeping of each object only its projection ([`crate::projection`]):
+/// Shoal's own fields, the metadata and the paths `keep`.
+pub fn projected<K>(
+    api: Api<K>,
+    labels: Option<&str>,
+    writer: reflector::store::Writer<K>,
+    keep: crate::projection::Keep,
+) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
+where
+    K: Resource + Clone + Serialize + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone,
+{
+    shaped(api, labels, writer, move |object: &mut K| {
+        crate::projection::project(object, keep)
+    })
+}
+
+fn shaped<K>(
+    api: Api<K>,
+    labels: Option<&str>,
+    writer: reflector::store::Writer<K>,
+    shape: impl FnMut(&mut K) + Send + 'static,
+) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone,
+{
     let mut config = watcher::Config::default();
     if let Some(labels) = labels {
         config = config.labels(labels);
     }
     watcher(api, config)
         .default_backoff()
-        .modify(slim)
+        .modify(shape)
         .reflect(writer)
 }
 
@@ -59,7 +89,8 @@ pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-co
 /// Drops what no reader of a watch cache looks at and most of an object's bytes can be:
 /// `managedFields` (one entry per field manager) and `kubectl apply`'s copy of the object.
 pub fn slim<K: Resource>(object: &mut K) {
-    object.managed_fields_mut().clear();
+    // None, not an empty list: a cleared list would keep its buffer in every cached object.
+    object.meta_mut().managed_fields = None;
     if let Some(annotations) = object.meta_mut().annotations.as_mut() {
         annotations.remove(LAST_APPLIED_ANNOTATION);
     }
@@ -73,6 +104,22 @@ where
 {
     let (reader, writer) = reflector::store();
     let stream = reflected(api, labels, writer).applied_objects();
+    tokio::spawn(stream.for_each(|_| futures::future::ready(())));
+    reader
+}
+
+/// A watch cache of `api` keeping each object's projection (see [`projected`]).
+pub fn spawn_projected_cache<K>(
+    api: Api<K>,
+    labels: Option<&str>,
+    keep: crate::projection::Keep,
+) -> Store<K>
+where
+    K: Resource + Clone + Serialize + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone,
+{
+    let (reader, writer) = reflector::store();
+    let stream = projected(api, labels, writer, keep).applied_objects();
     tokio::spawn(stream.for_each(|_| futures::future::ready(())));
     reader
 }
@@ -225,7 +272,8 @@ impl EventSink {
 
 #[cfg(test)]
 mod tests {
-    use super::{Deployment, LAST_APPLIED_ANNOTATION, NOTE_MAX_BYTES, ResourceExt, fit_note, slim};
+    use super::{Deployment, LAST_APPLIED_ANNOTATION, NOTE_MAX_BYTES, fit_note, slim};
+    use kube::ResourceExt;
 
     #[test]
     fn cached_objects_drop_managed_fields_and_kubectls_copy_only() {
@@ -240,7 +288,7 @@ mod tests {
             .into(),
         );
         slim(&mut deployment);
-        assert_eq!(deployment.metadata.managed_fields, Some(vec![]));
+        assert_eq!(deployment.metadata.managed_fields, None);
         let kept: Vec<&String> = deployment.annotations().keys().collect();
         assert_eq!(kept, ["shoal.dev/applied-hash"]);
     }

@@ -25,6 +25,7 @@ pub mod leader;
 pub mod metrics;
 pub mod process_metrics;
 pub mod progress;
+pub mod projection;
 pub mod server;
 pub mod telemetry;
 #[cfg(any(test, feature = "test-support"))]

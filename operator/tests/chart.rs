@@ -157,6 +157,7 @@ fn rbac_is_least_privilege() {
         "monitoring.coreos.com/podmonitors:patch",
         "monitoring.coreos.com/podmonitors:delete",
         "apps/replicasets:watch",
+        "apps/replicasets:get",
         "/pods:watch",
         "events.k8s.io/events:create",
     ] {

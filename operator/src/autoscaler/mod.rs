@@ -97,8 +97,11 @@ pub async fn run(
         ),
         None => {
             let microservices = spawn_cache(scoped::<Microservice>(&client, ns), None);
-            let deployments =
-                spawn_cache(scoped::<Deployment>(&client, ns), Some(MANAGED_SELECTOR));
+            let deployments = kube_ext::spawn_projected_cache(
+                scoped::<Deployment>(&client, ns),
+                Some(MANAGED_SELECTOR),
+                crate::projection::DEPLOYMENT,
+            );
             let (m, d) = (microservices.clone(), deployments.clone());
             let ready = async move {
                 let _ = futures::join!(m.wait_until_ready(), d.wait_until_ready());
@@ -109,7 +112,11 @@ pub async fn run(
     let caches = Caches {
         microservices,
         deployments,
-        pods: spawn_cache(scoped::<Pod>(&client, ns), Some(MANAGED_SELECTOR)),
+        pods: kube_ext::spawn_projected_cache(
+            scoped::<Pod>(&client, ns),
+            Some(MANAGED_SELECTOR),
+            crate::projection::POD,
+        ),
     };
     let _ = futures::join!(ready, caches.pods.wait_until_ready());
     let prometheus = match source::client(&config.metrics) {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::CronJob;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PodTemplateSpec, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, PartialObjectMeta, Patch, PatchParams};
@@ -401,6 +401,8 @@ impl Step<'_> {
         }
         // What to apply depends on the rollout: the desired template, an older one to roll
         // back to, or nothing while a failed or manually undone generation is held.
+        let template = self.whole_template(template, live).await?;
+        let template = &template;
         let Some(wanted) = rollout::deployment_to_apply(template, rendered) else {
             return Ok(());
         };
@@ -422,6 +424,46 @@ impl Step<'_> {
             self.applied.deployment = Some(Arc::new(applied));
         }
         Ok(())
+    }
+
+    /// The template to restore, read whole: the cache keeps of a ReplicaSet only what names
+    /// its revision ([`crate::projection::REPLICA_SET`]), so a rollback reads the ReplicaSet
+    /// whose template the transition chose with one GET (rare: a failed rollout).
+    async fn whole_template(&self, template: &Template, live: &Live) -> Result<Template> {
+        let Template::Restore(projected) = template else {
+            return Ok(template.clone());
+        };
+        let hash = |t: Option<&PodTemplateSpec>| {
+            t.and_then(|t| t.metadata.as_ref())
+                .and_then(|m| m.annotations.as_ref())
+                .and_then(|a| a.get(render::TEMPLATE_HASH_ANNOTATION))
+                .cloned()
+        };
+        let wanted = hash(Some(projected));
+        let Some(name) = live
+            .replica_sets
+            .iter()
+            .find(|rs| hash(rs.spec.as_ref().and_then(|s| s.template.as_ref())) == wanted)
+            .map(|rs| rs.name_any())
+        else {
+            return Ok(template.clone());
+        };
+        let rs = self
+            .api::<ReplicaSet>()
+            .get(&name)
+            .await
+            .map_err(|source| Error::Query {
+                action: format!("reading ReplicaSet {name} to roll back to"),
+                source,
+            })?;
+        let Some(mut whole) = rs.spec.and_then(|s| s.template) else {
+            return Ok(template.clone());
+        };
+        // The deployment controller adds pod-template-hash to a ReplicaSet's template.
+        if let Some(labels) = whole.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
+            labels.remove("pod-template-hash");
+        }
+        Ok(Template::Restore(Box::new(whole)))
     }
 
     /// Takes back the list entries of `live` (Service ports; a Deployment's volumes and

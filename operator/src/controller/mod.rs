@@ -42,6 +42,7 @@ use crate::crd::{CRD_NAME, Microservice, MicroserviceStatus};
 use crate::error::{Error, Result};
 use crate::kube_ext::{self, EventSink, scoped};
 use crate::metrics::Metrics;
+use crate::projection;
 
 pub use crate::vocabulary::MANAGED_SELECTOR;
 
@@ -342,7 +343,13 @@ pub async fn run(
     // A change to a child (applied or deleted) wakes its owner.
     let deployment_triggers = detached_watch(
         &mut watch_tasks,
-        kube_ext::reflected(scoped(&client, ns), managed, deployments_w).touched_objects(),
+        kube_ext::projected(
+            scoped(&client, ns),
+            managed,
+            deployments_w,
+            projection::DEPLOYMENT,
+        )
+        .touched_objects(),
     );
     let controller = Controller::for_stream(microservice_triggers, microservices)
         .with_config(kube::runtime::controller::Config::default().concurrency(config.concurrency))
@@ -350,27 +357,42 @@ pub async fn run(
         .owns_stream(deployment_triggers)
         .owns_stream(detached_watch(
             &mut watch_tasks,
-            kube_ext::reflected(scoped(&client, ns), managed, services_w).touched_objects(),
+            kube_ext::projected(
+                scoped(&client, ns),
+                managed,
+                services_w,
+                projection::SERVICE,
+            )
+            .touched_objects(),
         ))
         .owns_stream(detached_watch(
             &mut watch_tasks,
-            kube_ext::reflected(scoped(&client, ns), managed, ingresses_w).touched_objects(),
+            kube_ext::projected(
+                scoped(&client, ns),
+                managed,
+                ingresses_w,
+                projection::OWNED_ONLY,
+            )
+            .touched_objects(),
         ))
         .owns_stream(detached_watch(
             &mut watch_tasks,
-            kube_ext::reflected(scoped(&client, ns), managed, hpas_w).touched_objects(),
+            kube_ext::projected(scoped(&client, ns), managed, hpas_w, projection::OWNED_ONLY)
+                .touched_objects(),
         ))
         .owns_stream(detached_watch(
             &mut watch_tasks,
-            kube_ext::reflected(scoped(&client, ns), managed, pdbs_w).touched_objects(),
+            kube_ext::projected(scoped(&client, ns), managed, pdbs_w, projection::OWNED_ONLY)
+                .touched_objects(),
         ))
         .owns_stream(detached_watch(
             &mut watch_tasks,
             cron_jobs_by_owner
-                .follow(kube_ext::reflected(
+                .follow(kube_ext::projected(
                     scoped(&client, ns),
                     managed,
                     cron_jobs_w,
+                    projection::OWNED_ONLY,
                 ))
                 .touched_objects(),
         ))
@@ -393,10 +415,11 @@ pub async fn run(
 
     // ReplicaSets are only read (which old ConfigMaps a retained revision still uses); they
     // are owned by Deployments, so they trigger nothing themselves.
-    let replica_set_watch = replica_sets_by_owner.follow(kube_ext::reflected(
+    let replica_set_watch = replica_sets_by_owner.follow(kube_ext::projected(
         scoped::<ReplicaSet>(&client, ns),
         managed,
         replica_sets_w,
+        projection::REPLICA_SET,
     ));
     let stores = Stores {
         deployments,
