@@ -45,24 +45,9 @@ where
     shaped(api, labels, writer, slim)
 }
 
-/// [`reflected`], keeping of each object only its projection ([`crate::projection`]):
-/// Shoal's own fields, the metadata and the paths `keep`.
-pub fn projected<K>(
-    api: Api<K>,
-    labels: Option<&str>,
-    writer: reflector::store::Writer<K>,
-    keep: crate::projection::Keep,
-) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
-where
-    K: Resource + Clone + Serialize + DeserializeOwned + Debug + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + Hash + Clone,
-{
-    shaped(api, labels, writer, move |object: &mut K| {
-        crate::projection::project(object, keep)
-    })
-}
-
-fn shaped<K>(
+/// [`reflected`] with `shape` applied to each object before the cache holds it (e.g. a
+/// [`crate::projection`]; it replaces [`slim`]).
+pub fn shaped<K>(
     api: Api<K>,
     labels: Option<&str>,
     writer: reflector::store::Writer<K>,
@@ -108,18 +93,19 @@ where
     reader
 }
 
-/// A watch cache of `api` keeping each object's projection (see [`projected`]).
-pub fn spawn_projected_cache<K>(
+/// A watch cache of `api` kept current by a background task, `shape` applied to each
+/// object (see [`shaped`]).
+pub fn spawn_shaped_cache<K>(
     api: Api<K>,
     labels: Option<&str>,
-    keep: crate::projection::Keep,
+    shape: impl FnMut(&mut K) + Send + 'static,
 ) -> Store<K>
 where
-    K: Resource + Clone + Serialize + DeserializeOwned + Debug + Send + Sync + 'static,
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone,
 {
     let (reader, writer) = reflector::store();
-    let stream = projected(api, labels, writer, keep).applied_objects();
+    let stream = shaped(api, labels, writer, shape).applied_objects();
     tokio::spawn(stream.for_each(|_| futures::future::ready(())));
     reader
 }

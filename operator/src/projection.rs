@@ -77,6 +77,14 @@ pub const OWNED_ONLY: Keep = &[];
 /// The field manager whose fields are kept.
 const MANAGER: &str = crate::FIELD_MANAGER;
 
+/// A watch cache's shape function ([`crate::kube_ext::shaped`]) keeping `keep`.
+pub fn keeping<K>(keep: Keep) -> impl FnMut(&mut K) + Send + 'static
+where
+    K: Resource + Serialize + DeserializeOwned,
+{
+    move |object: &mut K| project(object, keep)
+}
+
 /// Projects `object` in place (see the module's doc) and drops what [`slim`] drops.
 pub fn project<K>(object: &mut K, keep: Keep)
 where

@@ -34,6 +34,7 @@ use crate::AUTOSCALER_FIELD_MANAGER;
 use crate::crd::Microservice;
 use crate::kube_ext::{self, EventSink, scoped, spawn_cache};
 use crate::metrics::Metrics;
+use crate::projection;
 use crate::vocabulary::MANAGED_SELECTOR;
 
 /// Settings of the metrics loop.
@@ -97,10 +98,10 @@ pub async fn run(
         ),
         None => {
             let microservices = spawn_cache(scoped::<Microservice>(&client, ns), None);
-            let deployments = kube_ext::spawn_projected_cache(
+            let deployments = kube_ext::spawn_shaped_cache(
                 scoped::<Deployment>(&client, ns),
                 Some(MANAGED_SELECTOR),
-                crate::projection::DEPLOYMENT,
+                projection::keeping(projection::DEPLOYMENT),
             );
             let (m, d) = (microservices.clone(), deployments.clone());
             let ready = async move {
@@ -112,10 +113,10 @@ pub async fn run(
     let caches = Caches {
         microservices,
         deployments,
-        pods: kube_ext::spawn_projected_cache(
+        pods: kube_ext::spawn_shaped_cache(
             scoped::<Pod>(&client, ns),
             Some(MANAGED_SELECTOR),
-            crate::projection::POD,
+            projection::keeping(projection::POD),
         ),
     };
     let _ = futures::join!(ready, caches.pods.wait_until_ready());

@@ -343,11 +343,11 @@ pub async fn run(
     // A change to a child (applied or deleted) wakes its owner.
     let deployment_triggers = detached_watch(
         &mut watch_tasks,
-        kube_ext::projected(
+        kube_ext::shaped(
             scoped(&client, ns),
             managed,
             deployments_w,
-            projection::DEPLOYMENT,
+            projection::keeping(projection::DEPLOYMENT),
         )
         .touched_objects(),
     );
@@ -357,42 +357,52 @@ pub async fn run(
         .owns_stream(deployment_triggers)
         .owns_stream(detached_watch(
             &mut watch_tasks,
-            kube_ext::projected(
+            kube_ext::shaped(
                 scoped(&client, ns),
                 managed,
                 services_w,
-                projection::SERVICE,
+                projection::keeping(projection::SERVICE),
             )
             .touched_objects(),
         ))
         .owns_stream(detached_watch(
             &mut watch_tasks,
-            kube_ext::projected(
+            kube_ext::shaped(
                 scoped(&client, ns),
                 managed,
                 ingresses_w,
-                projection::OWNED_ONLY,
+                projection::keeping(projection::OWNED_ONLY),
             )
             .touched_objects(),
         ))
         .owns_stream(detached_watch(
             &mut watch_tasks,
-            kube_ext::projected(scoped(&client, ns), managed, hpas_w, projection::OWNED_ONLY)
-                .touched_objects(),
+            kube_ext::shaped(
+                scoped(&client, ns),
+                managed,
+                hpas_w,
+                projection::keeping(projection::OWNED_ONLY),
+            )
+            .touched_objects(),
         ))
         .owns_stream(detached_watch(
             &mut watch_tasks,
-            kube_ext::projected(scoped(&client, ns), managed, pdbs_w, projection::OWNED_ONLY)
-                .touched_objects(),
+            kube_ext::shaped(
+                scoped(&client, ns),
+                managed,
+                pdbs_w,
+                projection::keeping(projection::OWNED_ONLY),
+            )
+            .touched_objects(),
         ))
         .owns_stream(detached_watch(
             &mut watch_tasks,
             cron_jobs_by_owner
-                .follow(kube_ext::projected(
+                .follow(kube_ext::shaped(
                     scoped(&client, ns),
                     managed,
                     cron_jobs_w,
-                    projection::OWNED_ONLY,
+                    projection::keeping(projection::OWNED_ONLY),
                 ))
                 .touched_objects(),
         ))
@@ -415,11 +425,11 @@ pub async fn run(
 
     // ReplicaSets are only read (which old ConfigMaps a retained revision still uses); they
     // are owned by Deployments, so they trigger nothing themselves.
-    let replica_set_watch = replica_sets_by_owner.follow(kube_ext::projected(
+    let replica_set_watch = replica_sets_by_owner.follow(kube_ext::shaped(
         scoped::<ReplicaSet>(&client, ns),
         managed,
         replica_sets_w,
-        projection::REPLICA_SET,
+        projection::keeping(projection::REPLICA_SET),
     ));
     let stores = Stores {
         deployments,
