@@ -320,7 +320,7 @@ pub async fn run(
         &mut watch_tasks,
         watcher(
             scoped::<Microservice>(&client, ns),
-            watcher::Config::default(),
+            kube_ext::watch_config(),
         )
         .default_backoff()
         // Nothing reads a Microservice's managedFields; with several field managers

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use kube::Resource;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -65,8 +66,17 @@ impl Written {
         None
     }
 
-    pub(super) fn remember<K: Serialize>(&self, key: ChildKey, seen: Option<String>, applied: &K) {
-        if let Ok(value) = serde_json::to_vec(applied) {
+    /// Remembers what a write of `key` returned, without its `managedFields` (most of its
+    /// bytes, and no reader of a written child looks at them).
+    pub(super) fn remember<K: Serialize + Resource + Clone>(
+        &self,
+        key: ChildKey,
+        seen: Option<String>,
+        applied: &K,
+    ) {
+        let mut slimmed = applied.clone();
+        crate::kube_ext::slim(&mut slimmed);
+        if let Ok(value) = serde_json::to_vec(&slimmed) {
             let mut writes = self.0.lock().unwrap_or_else(|e| e.into_inner());
             writes.purge();
             writes.by_child.insert(key, (seen, Instant::now(), value));
@@ -108,6 +118,23 @@ mod tests {
         assert_eq!(behind("old", Some("8")), None);
         assert_eq!(behind("old", Some("7")), None);
         assert_eq!(behind("never", None), None);
+    }
+
+    #[test]
+    fn a_write_is_kept_without_its_managed_fields() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+        let written = Written::default();
+        let mut applied = service("a", "1");
+        applied.metadata.managed_fields = Some(vec![ManagedFieldsEntry {
+            manager: Some("shoal".into()),
+            ..ManagedFieldsEntry::default()
+        }]);
+        written.remember(key("a"), None, &applied);
+        let kept = written
+            .behind::<Service>(&key("a"), None)
+            .expect("remembered");
+        assert_eq!(kept.metadata.managed_fields, None);
+        assert_eq!(kept.metadata.resource_version.as_deref(), Some("1"));
     }
 
     #[test]

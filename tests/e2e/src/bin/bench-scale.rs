@@ -220,6 +220,13 @@ async fn slowest(handles: Vec<tokio::task::JoinHandle<Option<f64>>>) -> Option<f
 /// The longest wait for an operator to be quiet.
 const QUIET_LIMIT: Duration = Duration::from_secs(120);
 
+/// How long a round waits for every child and every Ready: 10 minutes, and at 10,000
+/// Microservices a fifth of a second each (the test bed's controller-manager numbers their
+/// ReplicaSets at 20 requests/s, so Ready comes ~0.1 s per Microservice after the creates).
+fn wait_limit(count: usize) -> Duration {
+    Duration::from_secs(600).max(Duration::from_millis(200) * count as u32)
+}
+
 /// A `shoal run` for one namespace, with its /metrics on a known port.
 struct Operator {
     child: Child,
@@ -336,7 +343,7 @@ fn writes_per_microservice(bed: &TestBed, ns: &str, count: usize) -> (f64, BTree
 async fn shoal_round(bed: &TestBed, client: &Client, args: &Args, round: usize) -> Vec<String> {
     let ns = bed.namespace(&format!("shoal-{round}"));
     let op = Operator::start(bed, &ns);
-    let limit = Duration::from_secs(600);
+    let limit = wait_limit(args.count);
     let start = Instant::now();
     let children = watch_children(client, &ns, args, start, limit);
     let ready = watch_until::<Microservice>(client, &ns, args.count, start, limit, is_ready);
@@ -411,7 +418,7 @@ async fn shoal_round(bed: &TestBed, client: &Client, args: &Args, round: usize) 
 
 async fn bare_round(bed: &TestBed, client: &Client, args: &Args, round: usize) -> Vec<String> {
     let ns = bed.namespace(&format!("bare-{round}"));
-    let limit = Duration::from_secs(600);
+    let limit = wait_limit(args.count);
     let start = Instant::now();
     let children = watch_children(client, &ns, args, start, limit);
     let objects: Vec<_> = names(args.count)
