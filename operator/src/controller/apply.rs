@@ -446,7 +446,10 @@ impl Step<'_> {
             .find(|rs| hash(rs.spec.as_ref().and_then(|s| s.template.as_ref())) == wanted)
             .map(|rs| rs.name_any())
         else {
-            return Ok(template.clone());
+            // Never apply the cache's partial template: leave the Deployment alone until the
+            // next pass finds the revision again (the transition found it in the same list).
+            tracing::warn!(name = %self.valid.name, "the revision to roll back to is gone: not rolling back");
+            return Ok(Template::Keep);
         };
         let rs = self
             .api::<ReplicaSet>()
@@ -457,7 +460,8 @@ impl Step<'_> {
                 source,
             })?;
         let Some(mut whole) = rs.spec.and_then(|s| s.template) else {
-            return Ok(template.clone());
+            tracing::warn!(name = %self.valid.name, replica_set = %name, "the revision to roll back to has no template: not rolling back");
+            return Ok(Template::Keep);
         };
         // The deployment controller adds pod-template-hash to a ReplicaSet's template.
         if let Some(labels) = whole.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
