@@ -14,7 +14,7 @@ pub struct SharedCaches {
     /// Every Microservice in scope (`managedFields` stripped).
     pub microservices: Store<Microservice>,
     /// Shoal's Deployments (`managedFields` stripped).
-    pub deployments: Store<Deployment>,
+    pub deployments: crate::packed::PackedStore<Deployment>,
     /// Completes once both caches hold their first list; it wakes every waiter. Never wait
     /// on `microservices.wait_until_ready()` or `deployments.wait_until_ready()` beside it:
     /// kube-runtime wakes only the last task that polled a store's own readiness, and the

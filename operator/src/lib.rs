@@ -23,6 +23,7 @@ pub mod error;
 pub mod kube_ext;
 pub mod leader;
 pub mod metrics;
+pub mod packed;
 pub mod process_metrics;
 pub mod progress;
 pub mod projection;

@@ -90,11 +90,57 @@ pub fn project<K>(object: &mut K, keep: Keep)
 where
     K: Resource + Serialize + DeserializeOwned,
 {
-    let owned = owned_fields(object);
-    slim(object);
-    let Ok(whole) = serde_json::to_value(&*object) else {
+    let Some(out) = projected_value(object, keep) else {
+        slim(object);
         return;
     };
+    match serde_json::from_value::<K>(out) {
+        Ok(projected) => *object = projected,
+        Err(_) => slim(object),
+    }
+}
+
+/// `object` projected (see the module's doc), as JSON bytes that read back as a `K`; the
+/// slimmed whole object when the projection does not. None only when `object` does not
+/// serialize.
+pub fn projected_json<K>(object: &K, keep: Keep) -> Option<Vec<u8>>
+where
+    K: Resource + Serialize + DeserializeOwned,
+{
+    if let Some(out) = projected_value(object, keep)
+        && let Ok(bytes) = serde_json::to_vec(&out)
+        && serde_json::from_slice::<K>(&bytes).is_ok()
+    {
+        return Some(bytes);
+    }
+    slim_json(object)
+}
+
+/// `object` as JSON bytes without what [`slim`] drops.
+pub fn slim_json<K: Resource + Serialize>(object: &K) -> Option<Vec<u8>> {
+    let mut whole = serde_json::to_value(object).ok()?;
+    slim_value(&mut whole);
+    serde_json::to_vec(&whole).ok()
+}
+
+/// [`slim`] on an object's JSON.
+fn slim_value(whole: &mut Value) {
+    if let Some(Value::Object(meta)) = whole.get_mut("metadata") {
+        meta.remove("managedFields");
+        if let Some(Value::Object(annotations)) = meta.get_mut("annotations") {
+            annotations.remove(crate::kube_ext::LAST_APPLIED_ANNOTATION);
+        }
+    }
+}
+
+/// The projection of `object` as JSON (not checked to read back as a `K`).
+fn projected_value<K>(object: &K, keep: Keep) -> Option<Value>
+where
+    K: Resource + Serialize,
+{
+    let owned = owned_fields(object);
+    let mut whole = serde_json::to_value(object).ok()?;
+    slim_value(&mut whole);
     let mut out = match &owned {
         Some(fields) => owned_part(&whole, fields),
         None => Value::Object(Map::new()),
@@ -106,9 +152,7 @@ where
         let segments: Vec<&str> = path.split('/').skip(1).collect();
         copy(&whole, &mut out, &segments);
     }
-    if let Ok(projected) = serde_json::from_value::<K>(out) {
-        *object = projected;
-    }
+    Some(out)
 }
 
 /// The union of Shoal's `managedFields` entries (its applies, and the updates of the

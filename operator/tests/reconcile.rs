@@ -16,11 +16,11 @@ use kube::Client;
 use kube::api::PartialObjectMeta;
 use kube::client::Body;
 use kube::core::PartialObjectMetaExt;
-use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher;
 use serde_json::{Value, json};
 use shoal::controller::{Context, Stores, reconcile::reconcile};
 use shoal::crd::Microservice;
+use shoal::packed::PackedStore;
 use shoal::test_support::{NAME, NAMESPACE, microservice_at};
 
 /// One request the reconcile made: `METHOD path` (without the query) and its body.
@@ -97,20 +97,20 @@ fn answer(ms: &Microservice, call: &Call) -> (StatusCode, Value) {
 
 /// Writers of the controller's caches, and the stores they fill.
 struct Caches {
-    deployments: Writer<Deployment>,
-    services: Writer<Service>,
-    ingresses: Writer<Ingress>,
-    hpas: Writer<HorizontalPodAutoscaler>,
-    pdbs: Writer<PodDisruptionBudget>,
-    cron_jobs: Writer<CronJob>,
-    config_maps: Writer<PartialObjectMeta<ConfigMap>>,
-    replica_sets: Writer<ReplicaSet>,
+    deployments: PackedStore<Deployment>,
+    services: PackedStore<Service>,
+    ingresses: PackedStore<Ingress>,
+    hpas: PackedStore<HorizontalPodAutoscaler>,
+    pdbs: PackedStore<PodDisruptionBudget>,
+    cron_jobs: PackedStore<CronJob>,
+    config_maps: PackedStore<PartialObjectMeta<ConfigMap>>,
+    replica_sets: PackedStore<ReplicaSet>,
     stores: Stores,
 }
 
-fn ready<K>(writer: &mut Writer<K>)
+fn ready<K>(writer: &PackedStore<K>)
 where
-    K: kube::Resource + Clone + 'static,
+    K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
     writer.apply_watcher_event(&watcher::Event::Init);
@@ -120,22 +120,30 @@ where
 impl Caches {
     /// Empty caches that have listed once (nothing exists yet).
     fn empty() -> Caches {
-        let (deployments_r, mut deployments) = reflector::store();
-        let (services_r, mut services) = reflector::store();
-        let (ingresses_r, mut ingresses) = reflector::store();
-        let (hpas_r, mut hpas) = reflector::store();
-        let (pdbs_r, mut pdbs) = reflector::store();
-        let (cron_jobs_r, mut cron_jobs) = reflector::store();
-        let (config_maps_r, mut config_maps) = reflector::store();
-        let (replica_sets_r, mut replica_sets) = reflector::store();
-        ready(&mut deployments);
-        ready(&mut services);
-        ready(&mut ingresses);
-        ready(&mut hpas);
-        ready(&mut pdbs);
-        ready(&mut cron_jobs);
-        ready(&mut config_maps);
-        ready(&mut replica_sets);
+        let deployments = PackedStore::whole();
+        let deployments_r = deployments.clone();
+        let services = PackedStore::whole();
+        let services_r = services.clone();
+        let ingresses = PackedStore::whole();
+        let ingresses_r = ingresses.clone();
+        let hpas = PackedStore::whole();
+        let hpas_r = hpas.clone();
+        let pdbs = PackedStore::whole();
+        let pdbs_r = pdbs.clone();
+        let cron_jobs = PackedStore::whole();
+        let cron_jobs_r = cron_jobs.clone();
+        let config_maps = PackedStore::whole();
+        let config_maps_r = config_maps.clone();
+        let replica_sets = PackedStore::whole();
+        let replica_sets_r = replica_sets.clone();
+        ready(&deployments);
+        ready(&services);
+        ready(&ingresses);
+        ready(&hpas);
+        ready(&pdbs);
+        ready(&cron_jobs);
+        ready(&config_maps);
+        ready(&replica_sets);
         Caches {
             deployments,
             services,
@@ -526,7 +534,7 @@ fn paused_canary() -> (Microservice, Caches) {
         });
         d
     };
-    let mut caches = Caches::empty();
+    let caches = Caches::empty();
     for d in [
         rolled_out(old.deployment.clone(), 4),
         rolled_out(

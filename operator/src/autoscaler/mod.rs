@@ -59,7 +59,7 @@ struct Tracked {
 
 struct Caches {
     microservices: Store<Microservice>,
-    deployments: Store<Deployment>,
+    deployments: crate::packed::PackedStore<Deployment>,
     pods: Store<Pod>,
 }
 
@@ -98,10 +98,10 @@ pub async fn run(
         ),
         None => {
             let microservices = spawn_cache(scoped::<Microservice>(&client, ns), None);
-            let deployments = kube_ext::spawn_shaped_cache(
+            let deployments = kube_ext::spawn_packed_cache(
                 scoped::<Deployment>(&client, ns),
                 Some(MANAGED_SELECTOR),
-                projection::keeping(projection::DEPLOYMENT),
+                crate::packed::PackedStore::projecting(projection::DEPLOYMENT),
             );
             let (m, d) = (microservices.clone(), deployments.clone());
             let ready = async move {

@@ -14,7 +14,7 @@ use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, PartialObjectMeta, Patch, PatchParams};
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -26,6 +26,7 @@ use super::{Context, Stores, diff, reclaim};
 use crate::crd::Microservice;
 use crate::error::{Error, Result};
 use crate::kube_ext;
+use crate::packed::PackedStore;
 use crate::validate::ValidatedMicroservice;
 use crate::vocabulary::{EventAction, EventReason};
 use crate::{AUTOSCALER_FIELD_MANAGER, FIELD_MANAGER};
@@ -52,9 +53,9 @@ pub struct Live {
     pub replica_sets: Vec<Arc<ReplicaSet>>,
 }
 
-fn lookup<K>(store: &Store<K>, ms: &ValidatedMicroservice, name: &str) -> Option<Arc<K>>
+fn lookup<K>(store: &PackedStore<K>, ms: &ValidatedMicroservice, name: &str) -> Option<Arc<K>>
 where
-    K: Resource + Clone + 'static,
+    K: Resource + Clone + Serialize + DeserializeOwned + 'static,
     K::DynamicType: Default + Eq + Hash + Clone,
 {
     store.get(&ObjectRef::new(name).within(&ms.namespace))
@@ -227,7 +228,7 @@ impl Step<'_> {
         step.cron_jobs(&cron_jobs, &live.cron_jobs).await?;
         // Only where the Prometheus Operator's CRD is installed (and its cache filled).
         if let Some(pod_monitors) = ctx.pod_monitors.store() {
-            let live = lookup(&pod_monitors, valid, &valid.name);
+            let live = pod_monitors.get(&ObjectRef::new(&valid.name).within(&valid.namespace));
             match step.optional(pod_monitor.as_ref(), live.as_deref()).await {
                 // The CRD is going or gone since the last discovery check, which will notice:
                 // an apply creates, so a 404 means the kind itself is gone, and while the CRD
@@ -255,6 +256,7 @@ trait Child:
     + DeserializeOwned
     + Clone
     + Debug
+    + 'static
 {
 }
 
@@ -264,6 +266,7 @@ impl<K> Child for K where
         + DeserializeOwned
         + Clone
         + Debug
+        + 'static
 {
 }
 

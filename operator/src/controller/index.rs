@@ -9,8 +9,12 @@ use std::sync::{Arc, RwLock};
 
 use futures::{Stream, StreamExt};
 use kube::Resource;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::packed::PackedStore;
 
 /// Owner uid -> the objects that name it in their owner references, kept current from the
 /// same watch events as the cache it indexes (a relist replaces it whole at `InitDone`, as
@@ -100,7 +104,7 @@ fn owner_uids<K: Resource>(object: &K) -> Vec<String> {
 
 impl<K> OwnerIndex<K>
 where
-    K: Resource + Clone + 'static,
+    K: Resource + Clone + Serialize + DeserializeOwned + 'static,
     K::DynamicType: Default + Eq + Hash + Clone,
 {
     /// Records one watch event.
@@ -152,7 +156,7 @@ where
     }
 
     /// The objects of `store` owned by `uid`, sorted by name.
-    pub fn owned_by(&self, store: &Store<K>, uid: &str) -> Vec<Arc<K>> {
+    pub fn owned_by(&self, store: &PackedStore<K>, uid: &str) -> Vec<Arc<K>> {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
         let mut owned: Vec<Arc<K>> = match inner.followed {
             true => inner
@@ -177,7 +181,6 @@ where
 mod tests {
     use k8s_openapi::api::apps::v1::ReplicaSet;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-    use kube::runtime::reflector;
 
     use super::*;
 
@@ -204,12 +207,12 @@ mod tests {
 
     #[test]
     fn follows_applies_deletes_owner_changes_and_relists() {
-        let (store, mut writer) = reflector::store::<ReplicaSet>();
+        let store = PackedStore::<ReplicaSet>::whole();
         let index = OwnerIndex::<ReplicaSet>::default();
         index.inner.write().expect("lock").followed = true;
-        let mut feed = |event: watcher::Event<ReplicaSet>| {
+        let feed = |event: watcher::Event<ReplicaSet>| {
             index.apply(&event);
-            writer.apply_watcher_event(&event);
+            store.apply_watcher_event(&event);
         };
         feed(watcher::Event::Init);
         feed(watcher::Event::InitApply(rs("a-1", "a")));

@@ -33,7 +33,7 @@ use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{ListParams, PartialObjectMeta};
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tracing::{info, warn};
@@ -42,6 +42,7 @@ use crate::crd::{CRD_NAME, Microservice, MicroserviceStatus};
 use crate::error::{Error, Result};
 use crate::kube_ext::{self, EventSink, scoped};
 use crate::metrics::Metrics;
+use crate::packed::PackedStore;
 use crate::projection;
 
 pub use crate::vocabulary::MANAGED_SELECTOR;
@@ -73,21 +74,21 @@ pub struct Config {
 #[derive(Clone)]
 pub struct Stores {
     /// Deployments Shoal manages.
-    pub deployments: Store<Deployment>,
+    pub deployments: PackedStore<Deployment>,
     /// Services Shoal manages.
-    pub services: Store<Service>,
+    pub services: PackedStore<Service>,
     /// Ingresses Shoal manages.
-    pub ingresses: Store<Ingress>,
+    pub ingresses: PackedStore<Ingress>,
     /// HPAs Shoal manages.
-    pub hpas: Store<HorizontalPodAutoscaler>,
+    pub hpas: PackedStore<HorizontalPodAutoscaler>,
     /// PodDisruptionBudgets Shoal manages.
-    pub pod_disruption_budgets: Store<PodDisruptionBudget>,
+    pub pod_disruption_budgets: PackedStore<PodDisruptionBudget>,
     /// CronJobs Shoal manages (the scheduled tasks).
-    pub cron_jobs: Store<CronJob>,
+    pub cron_jobs: PackedStore<CronJob>,
     /// Config ConfigMaps (metadata only: they are content-addressed).
-    pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
+    pub config_maps: PackedStore<PartialObjectMeta<ConfigMap>>,
     /// ReplicaSets of Shoal's Deployments (the revisions kept for rollbacks).
-    pub replica_sets: Store<ReplicaSet>,
+    pub replica_sets: PackedStore<ReplicaSet>,
     /// ReplicaSets by owning Deployment's uid.
     pub replica_sets_by_owner: index::OwnerIndex<ReplicaSet>,
     /// CronJobs by owning Microservice's uid.
@@ -290,14 +291,16 @@ pub async fn run(
 ) {
     let ns = config.namespace.as_deref();
     let managed = Some(MANAGED_SELECTOR);
-    let (deployments, deployments_w) = reflector::store();
-    let (services, services_w) = reflector::store();
-    let (ingresses, ingresses_w) = reflector::store();
-    let (hpas, hpas_w) = reflector::store();
-    let (pod_disruption_budgets, pdbs_w) = reflector::store();
-    let (cron_jobs, cron_jobs_w) = reflector::store();
-    let (config_maps, config_maps_w) = reflector::store();
-    let (replica_sets, replica_sets_w) = reflector::store();
+    // The children's caches hold each object packed (`crate::packed`): its projection's
+    // JSON, compressed.
+    let deployments = PackedStore::projecting(projection::DEPLOYMENT);
+    let services = PackedStore::projecting(projection::SERVICE);
+    let ingresses = PackedStore::projecting(projection::OWNED_ONLY);
+    let hpas = PackedStore::projecting(projection::OWNED_ONLY);
+    let pod_disruption_budgets = PackedStore::projecting(projection::OWNED_ONLY);
+    let cron_jobs = PackedStore::projecting(projection::OWNED_ONLY);
+    let config_maps = PackedStore::whole();
+    let replica_sets = PackedStore::projecting(projection::REPLICA_SET);
     let replica_sets_by_owner = index::OwnerIndex::default();
     let cron_jobs_by_owner = index::OwnerIndex::default();
     let config_maps_by_owner = index::OwnerIndex::default();
@@ -343,13 +346,7 @@ pub async fn run(
     // A change to a child (applied or deleted) wakes its owner.
     let deployment_triggers = detached_watch(
         &mut watch_tasks,
-        kube_ext::shaped(
-            scoped(&client, ns),
-            managed,
-            deployments_w,
-            projection::keeping(projection::DEPLOYMENT),
-        )
-        .touched_objects(),
+        kube_ext::packed(scoped(&client, ns), managed, deployments.clone()).touched_objects(),
     );
     let controller = Controller::for_stream(microservice_triggers, microservices)
         .with_config(kube::runtime::controller::Config::default().concurrency(config.concurrency))
@@ -357,52 +354,28 @@ pub async fn run(
         .owns_stream(deployment_triggers)
         .owns_stream(detached_watch(
             &mut watch_tasks,
-            kube_ext::shaped(
-                scoped(&client, ns),
-                managed,
-                services_w,
-                projection::keeping(projection::SERVICE),
-            )
-            .touched_objects(),
+            kube_ext::packed(scoped(&client, ns), managed, services.clone()).touched_objects(),
         ))
         .owns_stream(detached_watch(
             &mut watch_tasks,
-            kube_ext::shaped(
-                scoped(&client, ns),
-                managed,
-                ingresses_w,
-                projection::keeping(projection::OWNED_ONLY),
-            )
-            .touched_objects(),
+            kube_ext::packed(scoped(&client, ns), managed, ingresses.clone()).touched_objects(),
         ))
         .owns_stream(detached_watch(
             &mut watch_tasks,
-            kube_ext::shaped(
-                scoped(&client, ns),
-                managed,
-                hpas_w,
-                projection::keeping(projection::OWNED_ONLY),
-            )
-            .touched_objects(),
+            kube_ext::packed(scoped(&client, ns), managed, hpas.clone()).touched_objects(),
         ))
         .owns_stream(detached_watch(
             &mut watch_tasks,
-            kube_ext::shaped(
-                scoped(&client, ns),
-                managed,
-                pdbs_w,
-                projection::keeping(projection::OWNED_ONLY),
-            )
-            .touched_objects(),
+            kube_ext::packed(scoped(&client, ns), managed, pod_disruption_budgets.clone())
+                .touched_objects(),
         ))
         .owns_stream(detached_watch(
             &mut watch_tasks,
             cron_jobs_by_owner
-                .follow(kube_ext::shaped(
+                .follow(kube_ext::packed(
                     scoped(&client, ns),
                     managed,
-                    cron_jobs_w,
-                    projection::keeping(projection::OWNED_ONLY),
+                    cron_jobs.clone(),
                 ))
                 .touched_objects(),
         ))
@@ -410,10 +383,10 @@ pub async fn run(
         .owns_stream(detached_watch(
             &mut watch_tasks,
             config_maps_by_owner
-                .follow(kube_ext::reflected(
+                .follow(kube_ext::packed(
                     scoped::<PartialObjectMeta<ConfigMap>>(&client, ns),
                     managed,
-                    config_maps_w,
+                    config_maps.clone(),
                 ))
                 .touched_objects(),
         ))
@@ -425,11 +398,10 @@ pub async fn run(
 
     // ReplicaSets are only read (which old ConfigMaps a retained revision still uses); they
     // are owned by Deployments, so they trigger nothing themselves.
-    let replica_set_watch = replica_sets_by_owner.follow(kube_ext::shaped(
+    let replica_set_watch = replica_sets_by_owner.follow(kube_ext::packed(
         scoped::<ReplicaSet>(&client, ns),
         managed,
-        replica_sets_w,
-        projection::keeping(projection::REPLICA_SET),
+        replica_sets.clone(),
     ));
     let stores = Stores {
         deployments,

@@ -110,7 +110,7 @@ impl Step<'_> {
     async fn apply_routed<K: Child>(
         &mut self,
         object: &K,
-        store: &kube::runtime::reflector::Store<K>,
+        store: &crate::packed::PackedStore<K>,
     ) -> Result<()> {
         let name = object.meta().name.clone().unwrap_or_default();
         let live: Option<Arc<K>> = lookup(store, self.valid, &name);

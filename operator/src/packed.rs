@@ -1,0 +1,251 @@
+//! Watch caches that hold each object packed: its [`crate::projection`] as JSON, compressed
+//! with zstd, and unpacked into a typed object only when a reader asks for it.
+//!
+//! A typed Kubernetes object in memory is 4–5 times its JSON (every `Option`, `String` and
+//! `BTreeMap` has its own allocation), and a Deployment's JSON compresses about 2.5 times;
+//! a packed child takes a few hundred bytes to 1.5 KB where a typed projection took 5–15 KB.
+//! Readers are few and read a handful of objects per reconcile, so the unpacking (tens of
+//! microseconds) costs far less than holding 10,000 Microservices' children typed.
+//!
+//! The watch stream itself stays typed: the controller's owner triggers and the owner
+//! indexes read the events as they pass, and only the store packs.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex, RwLock};
+
+use kube::Resource;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::warn;
+
+use crate::projection::{self, Keep};
+
+/// zstd's level: 3 is its default; higher levels gain a few percent on objects this small
+/// and cost several times the CPU.
+const LEVEL: i32 = 3;
+
+/// A watch cache of packed objects, fed by a watch's events
+/// ([`PackedStore::apply_watcher_event`]) like kube-runtime's reflector store: a relist
+/// replaces the contents whole at its end, and readers see the previous contents until then.
+pub struct PackedStore<K: Resource>
+where
+    K::DynamicType: Eq + Hash + Clone,
+{
+    inner: Arc<Inner<K>>,
+}
+
+impl<K: Resource> Clone for PackedStore<K>
+where
+    K::DynamicType: Eq + Hash + Clone,
+{
+    fn clone(&self) -> Self {
+        PackedStore {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+type Objects<K> = HashMap<ObjectRef<K>, Box<[u8]>>;
+
+struct Inner<K: Resource>
+where
+    K::DynamicType: Eq + Hash + Clone,
+{
+    /// What to keep of an object: the projection keeping these paths, or (None) the whole
+    /// object without `managedFields`.
+    keep: Option<Keep>,
+    objects: RwLock<Objects<K>>,
+    /// A relist in progress: what it has listed so far.
+    relist: Mutex<Option<Objects<K>>>,
+    /// True once the first list is complete.
+    ready: tokio::sync::watch::Sender<bool>,
+}
+
+impl<K> PackedStore<K>
+where
+    K: Resource + Serialize + DeserializeOwned + Clone + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone,
+{
+    /// A store keeping each object's projection with `keep` ([`projection::projected_json`]).
+    pub fn projecting(keep: Keep) -> Self {
+        Self::with(Some(keep))
+    }
+
+    /// A store keeping each object whole, without `managedFields` ([`crate::kube_ext::slim`]).
+    pub fn whole() -> Self {
+        Self::with(None)
+    }
+
+    fn with(keep: Option<Keep>) -> Self {
+        PackedStore {
+            inner: Arc::new(Inner {
+                keep,
+                objects: RwLock::new(HashMap::new()),
+                relist: Mutex::new(None),
+                ready: tokio::sync::watch::channel(false).0,
+            }),
+        }
+    }
+
+    /// Records one watch event.
+    pub fn apply_watcher_event(&self, event: &watcher::Event<K>) {
+        match event {
+            watcher::Event::Apply(object) => {
+                if let Some(packed) = self.pack(object) {
+                    self.write().insert(key(object), packed);
+                }
+            }
+            watcher::Event::Delete(object) => {
+                self.write().remove(&key(object));
+            }
+            watcher::Event::Init => *self.relist() = Some(HashMap::new()),
+            watcher::Event::InitApply(object) => {
+                if let Some(packed) = self.pack(object) {
+                    self.relist()
+                        .get_or_insert_with(HashMap::new)
+                        .insert(key(object), packed);
+                }
+            }
+            watcher::Event::InitDone => {
+                let listed = self.relist().take().unwrap_or_default();
+                *self.write() = listed;
+                self.inner.ready.send_replace(true);
+            }
+        }
+    }
+
+    /// The object named by `key` (its namespace and name), unpacked.
+    pub fn get(&self, key: &ObjectRef<K>) -> Option<Arc<K>> {
+        let objects = self.inner.objects.read().unwrap_or_else(|e| e.into_inner());
+        objects
+            .get(key)
+            .and_then(|packed| unpack(packed))
+            .map(Arc::new)
+    }
+
+    /// Every object, unpacked.
+    pub fn state(&self) -> Vec<Arc<K>> {
+        let objects = self.inner.objects.read().unwrap_or_else(|e| e.into_inner());
+        objects
+            .values()
+            .filter_map(|packed| unpack(packed))
+            .map(Arc::new)
+            .collect()
+    }
+
+    /// How many objects the store holds.
+    pub fn len(&self) -> usize {
+        self.inner
+            .objects
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
+    /// Whether the store holds no object.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes the packed objects take (their contents, not the map's own).
+    pub fn packed_bytes(&self) -> usize {
+        self.inner
+            .objects
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|p| p.len())
+            .sum()
+    }
+
+    /// Completes once the store holds its first full list. Any number of tasks may wait.
+    pub async fn wait_until_ready(&self) {
+        let mut ready = self.inner.ready.subscribe();
+        // The sender lives as long as the store, which `self` keeps.
+        let _ = ready.wait_for(|ready| *ready).await;
+    }
+
+    fn pack(&self, object: &K) -> Option<Box<[u8]>> {
+        let json = match self.inner.keep {
+            Some(keep) => projection::projected_json(object, keep),
+            None => projection::slim_json(object),
+        }?;
+        compress(&json)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Objects<K>> {
+        self.inner
+            .objects
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn relist(&self) -> std::sync::MutexGuard<'_, Option<Objects<K>>> {
+        self.inner.relist.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The store's key of `object`: its namespace and name only (a key with the
+/// resourceVersion and uid would hold two more strings per object).
+fn key<K>(object: &K) -> ObjectRef<K>
+where
+    K: Resource,
+    K::DynamicType: Default,
+{
+    let meta = object.meta();
+    let name = ObjectRef::new(meta.name.as_deref().unwrap_or_default());
+    match meta.namespace.as_deref() {
+        Some(ns) => name.within(ns),
+        None => name,
+    }
+}
+
+thread_local! {
+    static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        RefCell::new(zstd::bulk::Compressor::new(LEVEL).ok());
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        RefCell::new(zstd::bulk::Decompressor::new().ok());
+}
+
+/// `json` compressed, after its length (4 bytes, little-endian) for the unpacking.
+fn compress(json: &[u8]) -> Option<Box<[u8]>> {
+    let len = u32::try_from(json.len()).ok()?;
+    let body = COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        match c.as_mut() {
+            Some(c) => c.compress(json).ok(),
+            None => zstd::bulk::compress(json, LEVEL).ok(),
+        }
+    })?;
+    let mut out = Vec::with_capacity(4 + body.len());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&body);
+    Some(out.into_boxed_slice())
+}
+
+/// The object `packed` holds.
+fn unpack<K: DeserializeOwned>(packed: &[u8]) -> Option<K> {
+    let (len, body) = packed.split_first_chunk::<4>()?;
+    let len = u32::from_le_bytes(*len) as usize;
+    let json = DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        match d.as_mut() {
+            Some(d) => d.decompress(body, len).ok(),
+            None => zstd::bulk::decompress(body, len).ok(),
+        }
+    })?;
+    match serde_json::from_slice(&json) {
+        Ok(object) => Some(object),
+        Err(err) => {
+            warn!(error = %err, "a packed object did not read back");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,128 @@
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+
+use super::*;
+use crate::projection::{DEPLOYMENT, SERVICE, project};
+
+fn load<K: DeserializeOwned>(name: &str) -> K {
+    let path = format!(
+        "{}/src/projection/testdata/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_str(&std::fs::read_to_string(&path).expect(&path)).expect(&path)
+}
+
+fn service(name: &str, version: &str) -> Service {
+    let mut s = Service::default();
+    s.metadata.name = Some(name.into());
+    s.metadata.namespace = Some("shop".into());
+    s.metadata.resource_version = Some(version.into());
+    s
+}
+
+fn at(name: &str) -> ObjectRef<Service> {
+    ObjectRef::new(name).within("shop")
+}
+
+fn version(store: &PackedStore<Service>, name: &str) -> Option<String> {
+    store
+        .get(&at(name))
+        .and_then(|s| s.metadata.resource_version.clone())
+}
+
+#[test]
+fn a_packed_deployment_reads_back_as_its_projection_in_a_fraction_of_its_json() {
+    let deployment: Deployment = load("deployment");
+    let store = PackedStore::projecting(DEPLOYMENT);
+    store.apply_watcher_event(&watcher::Event::Apply(deployment.clone()));
+    let name = deployment.metadata.name.clone().expect("name");
+    let ns = deployment.metadata.namespace.clone().expect("namespace");
+    let read = store
+        .get(&ObjectRef::new(&name).within(&ns))
+        .expect("cached");
+    let mut expected = deployment.clone();
+    project(&mut expected, DEPLOYMENT);
+    assert_eq!(*read, expected);
+    assert!(read.metadata.managed_fields.is_none());
+    let whole = serde_json::to_vec(&deployment).expect("json").len();
+    let packed = store.packed_bytes();
+    assert!(
+        packed * 4 < whole,
+        "packed {packed} bytes against {whole} of JSON"
+    );
+}
+
+#[test]
+fn a_whole_store_keeps_every_field_but_managed_fields() {
+    let svc: Service = load("service");
+    let store = PackedStore::whole();
+    store.apply_watcher_event(&watcher::Event::Apply(svc.clone()));
+    let read = store.state().pop().expect("cached");
+    let mut expected = svc.clone();
+    crate::kube_ext::slim(&mut expected);
+    assert_eq!(*read, expected);
+    // A projecting store drops the defaults Shoal did not apply.
+    let projecting = PackedStore::projecting(SERVICE);
+    projecting.apply_watcher_event(&watcher::Event::Apply(svc.clone()));
+    let projected = projecting.state().pop().expect("cached");
+    assert!(
+        expected
+            .spec
+            .as_ref()
+            .and_then(|s| s.session_affinity.as_ref())
+            .is_some()
+    );
+    assert!(
+        projected
+            .spec
+            .as_ref()
+            .and_then(|s| s.session_affinity.as_ref())
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn follows_applies_and_deletes_and_a_relist_replaces_the_contents_at_its_end() {
+    let store = PackedStore::<Service>::whole();
+    let waiters: Vec<_> = (0..3)
+        .map(|_| {
+            let s = store.clone();
+            tokio::spawn(async move { s.wait_until_ready().await })
+        })
+        .collect();
+    store.apply_watcher_event(&watcher::Event::Init);
+    store.apply_watcher_event(&watcher::Event::InitApply(service("a", "1")));
+    store.apply_watcher_event(&watcher::Event::InitApply(service("b", "1")));
+    // Nothing is visible before the list completes.
+    assert!(store.is_empty());
+    store.apply_watcher_event(&watcher::Event::InitDone);
+    // Every waiter wakes, not only the last one.
+    for w in waiters {
+        tokio::time::timeout(std::time::Duration::from_secs(5), w)
+            .await
+            .expect("woken")
+            .expect("joined");
+    }
+    assert_eq!(store.len(), 2);
+    store.apply_watcher_event(&watcher::Event::Apply(service("a", "2")));
+    assert_eq!(version(&store, "a").as_deref(), Some("2"));
+    store.apply_watcher_event(&watcher::Event::Delete(service("b", "1")));
+    assert!(store.get(&at("b")).is_none());
+    // A relist serves the old contents until it is done, then only what it listed.
+    store.apply_watcher_event(&watcher::Event::Init);
+    store.apply_watcher_event(&watcher::Event::InitApply(service("c", "3")));
+    assert_eq!(version(&store, "a").as_deref(), Some("2"));
+    assert!(store.get(&at("c")).is_none());
+    store.apply_watcher_event(&watcher::Event::InitDone);
+    assert!(store.get(&at("a")).is_none());
+    assert_eq!(version(&store, "c").as_deref(), Some("3"));
+    assert_eq!(store.len(), 1);
+}
+
+#[test]
+fn a_damaged_entry_reads_as_absent_not_as_a_panic() {
+    assert!(unpack::<Service>(&[1, 2]).is_none());
+    assert!(unpack::<Service>(&[200, 0, 0, 0, 1, 2, 3]).is_none());
+    let packed = compress(b"{\"spec\": 7}").expect("compressed");
+    assert!(unpack::<Service>(&packed).is_none());
+}
