@@ -8,11 +8,14 @@ use kube::runtime::reflector::Store;
 
 use crate::crd::Microservice;
 
+/// A cached Microservice: packed (`crate::packed`), unpacked by each reader.
+pub type PackedMicroservice = crate::packed::Packed<Microservice>;
+
 /// What the controller shares with the metrics loop.
 #[derive(Clone)]
 pub struct SharedCaches {
-    /// Every Microservice in scope (`managedFields` stripped).
-    pub microservices: Store<Microservice>,
+    /// Every Microservice in scope (packed, `managedFields` stripped).
+    pub microservices: Store<PackedMicroservice>,
     /// Shoal's Deployments (`managedFields` stripped).
     pub deployments: crate::packed::PackedStore<Deployment>,
     /// Completes once both caches hold their first list; it wakes every waiter. Never wait

@@ -23,6 +23,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::gauge::ConstGauge;
 
+use crate::caches::PackedMicroservice;
 use crate::crd::Microservice;
 use crate::vocabulary::{ConditionType, LimitedBy, Reason, ScalingReason};
 
@@ -123,13 +124,13 @@ const PER_MICROSERVICE: [(&str, &str, Reader); 6] = [
 /// The collector of the Microservice gauges; a cheap handle (clones share the store slot).
 #[derive(Clone, Debug, Default)]
 pub struct ConditionMetrics {
-    store: Arc<RwLock<Option<Store<Microservice>>>>,
+    store: Arc<RwLock<Option<Store<PackedMicroservice>>>>,
 }
 
 impl ConditionMetrics {
     /// Hands over the controller's Microservice watch cache: from now on the gauges are
     /// computed from it at every scrape.
-    pub fn attach(&self, store: Store<Microservice>) {
+    pub fn attach(&self, store: Store<PackedMicroservice>) {
         *self.store.write().unwrap_or_else(|e| e.into_inner()) = Some(store);
     }
 
@@ -139,7 +140,13 @@ impl ConditionMetrics {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
-            .map(Store::state)
+            .map(|store| {
+                store
+                    .state()
+                    .iter()
+                    .filter_map(|packed| packed.unpack().map(Arc::new))
+                    .collect()
+            })
     }
 }
 
@@ -267,7 +274,7 @@ mod tests {
 
     #[test]
     fn counts_states_not_objects_and_bounds_reasons() {
-        let (reader, mut writer) = store::<Microservice>();
+        let (reader, mut writer) = store::<PackedMicroservice>();
         for ms in [
             microservice(
                 "a",
@@ -291,7 +298,8 @@ mod tests {
                 ],
             ),
         ] {
-            writer.apply_watcher_event(&Event::Apply(ms));
+            writer
+                .apply_watcher_event(&Event::Apply(PackedMicroservice::pack(&ms).expect("packs")));
         }
         let metrics = ConditionMetrics::default();
         assert_eq!(render(&metrics).trim(), "# EOF", "nothing before attach");

@@ -7,19 +7,23 @@
 //! Readers are few and read a handful of objects per reconcile, so the unpacking (tens of
 //! microseconds) costs far less than holding 10,000 Microservices' children typed.
 //!
-//! The watch stream itself stays typed: the controller's owner triggers and the owner
-//! indexes read the events as they pass, and only the store packs.
+//! The children's watch streams stay typed: the controller's owner triggers and the owner
+//! indexes read the events as they pass, and only the store packs. The Microservices are
+//! the controller's own objects and live in kube-runtime's store: each is a [`Packed`]
+//! there, read from the watch as a Microservice and packed on arrival.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, RwLock};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use crate::projection::{self, Keep};
@@ -244,6 +248,112 @@ fn unpack<K: DeserializeOwned>(packed: &[u8]) -> Option<K> {
             warn!(error = %err, "a packed object did not read back");
             None
         }
+    }
+}
+
+/// One object packed like a [`PackedStore`]'s, as a resource of its own: kube-runtime's
+/// stores and controller hold it (a controller's primary objects must be in its own store),
+/// with the metadata they read (name, namespace, uid, resourceVersion, generation, deletion
+/// time) beside the packed whole. It reads a watch's objects as `K` and packs them as they
+/// arrive; [`Packed::unpack`] gives the object back.
+pub struct Packed<K> {
+    metadata: ObjectMeta,
+    bytes: Arc<[u8]>,
+    kind: PhantomData<fn() -> K>,
+}
+
+impl<K> Clone for Packed<K> {
+    fn clone(&self) -> Self {
+        Packed {
+            metadata: self.metadata.clone(),
+            bytes: self.bytes.clone(),
+            kind: PhantomData,
+        }
+    }
+}
+
+impl<K> std::fmt::Debug for Packed<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Packed")
+            .field("metadata", &self.metadata)
+            .field("bytes", &self.bytes.len())
+            .finish()
+    }
+}
+
+impl<K> Packed<K>
+where
+    K: Resource + Serialize + DeserializeOwned,
+{
+    /// `object` packed whole, without `managedFields` ([`crate::kube_ext::slim`]).
+    pub fn pack(object: &K) -> Option<Self> {
+        let bytes = compress(&projection::slim_json(object)?)?;
+        let meta = object.meta();
+        Some(Packed {
+            metadata: ObjectMeta {
+                name: meta.name.clone(),
+                namespace: meta.namespace.clone(),
+                uid: meta.uid.clone(),
+                resource_version: meta.resource_version.clone(),
+                generation: meta.generation,
+                deletion_timestamp: meta.deletion_timestamp.clone(),
+                ..ObjectMeta::default()
+            },
+            bytes: bytes.into(),
+            kind: PhantomData,
+        })
+    }
+
+    /// The object (None only if its bytes were damaged, which a warning logs).
+    pub fn unpack(&self) -> Option<K> {
+        unpack(&self.bytes)
+    }
+
+    /// Bytes the packed object takes (not its metadata).
+    pub fn packed_len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+impl<K> Resource for Packed<K>
+where
+    K: Resource<DynamicType = ()>,
+{
+    type DynamicType = ();
+    type Scope = K::Scope;
+
+    fn kind(dt: &()) -> std::borrow::Cow<'_, str> {
+        K::kind(dt)
+    }
+
+    fn group(dt: &()) -> std::borrow::Cow<'_, str> {
+        K::group(dt)
+    }
+
+    fn version(dt: &()) -> std::borrow::Cow<'_, str> {
+        K::version(dt)
+    }
+
+    fn plural(dt: &()) -> std::borrow::Cow<'_, str> {
+        K::plural(dt)
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+impl<'de, K> Deserialize<'de> for Packed<K>
+where
+    K: Resource + Serialize + DeserializeOwned,
+{
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let object = K::deserialize(deserializer)?;
+        Packed::pack(&object).ok_or_else(|| serde::de::Error::custom("could not pack the object"))
     }
 }
 

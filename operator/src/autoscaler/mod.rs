@@ -31,6 +31,7 @@ use self::decision::{Behavior, Inputs, State};
 use self::inputs::{OwnQueries, Target};
 use self::source::MetricsConfig;
 use crate::AUTOSCALER_FIELD_MANAGER;
+use crate::caches::PackedMicroservice;
 use crate::crd::Microservice;
 use crate::kube_ext::{self, EventSink, scoped, spawn_cache};
 use crate::metrics::Metrics;
@@ -58,7 +59,7 @@ struct Tracked {
 }
 
 struct Caches {
-    microservices: Store<Microservice>,
+    microservices: Store<PackedMicroservice>,
     deployments: crate::packed::PackedStore<Deployment>,
     pods: Store<Pod>,
 }
@@ -97,7 +98,7 @@ pub async fn run(
             shared.ready.clone().boxed(),
         ),
         None => {
-            let microservices = spawn_cache(scoped::<Microservice>(&client, ns), None);
+            let microservices = spawn_cache(scoped::<PackedMicroservice>(&client, ns), None);
             let deployments = kube_ext::spawn_packed_cache(
                 scoped::<Deployment>(&client, ns),
                 Some(MANAGED_SELECTOR),
@@ -165,7 +166,8 @@ impl Loop {
             .microservices
             .state()
             .into_iter()
-            .filter(|ms| ms.metadata.deletion_timestamp.is_none())
+            .filter(|ms| ms.meta().deletion_timestamp.is_none())
+            .filter_map(|packed| packed.unpack().map(Arc::new))
             .filter_map(|ms| {
                 let valid = crate::validate::validate(&ms).ok()?;
                 let settings = inputs::settings(&valid)?;
@@ -193,7 +195,8 @@ impl Loop {
             .collect();
         for key in gone {
             tracked.remove(&key);
-            if let Some(ms) = self.caches.microservices.get(&key)
+            let at = ObjectRef::new(&key.name).within(key.namespace.as_deref().unwrap_or_default());
+            if let Some(ms) = self.caches.microservices.get(&at)
                 && let Some(ns) = ms.namespace()
             {
                 let api: Api<Microservice> = Api::namespaced(self.client.clone(), &ns);

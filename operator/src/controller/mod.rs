@@ -38,6 +38,7 @@ use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tracing::{info, warn};
 
+use crate::caches::PackedMicroservice;
 use crate::crd::{CRD_NAME, Microservice, MicroserviceStatus};
 use crate::error::{Error, Result};
 use crate::kube_ext::{self, EventSink, scoped};
@@ -321,15 +322,13 @@ pub async fn run(
     let microservices_listed = listed_rx.map(|_| ()).boxed().shared();
     let microservice_triggers = detached_watch(
         &mut watch_tasks,
+        // Each Microservice is packed as it arrives (`crate::packed::Packed`), without its
+        // managedFields and `kubectl apply`'s copy of the whole object, which nothing reads.
         watcher(
-            scoped::<Microservice>(&client, ns),
+            scoped::<PackedMicroservice>(&client, ns),
             kube_ext::watch_config(),
         )
         .default_backoff()
-        // Nothing reads a Microservice's managedFields; with several field managers
-        // (kubectl, shoal, shoal-autoscaler) they are a large share of each cached object,
-        // and so is `kubectl apply`'s copy of the whole object.
-        .modify(kube_ext::slim)
         .reflect(microservices_w)
         .inspect(move |event| {
             if matches!(event, Ok(watcher::Event::InitDone))
@@ -529,11 +528,12 @@ impl kube::runtime::utils::Backoff for NoTriggerBackoff {
     fn reset(&mut self) {}
 }
 
-fn error_policy(ms: Arc<Microservice>, err: &Error, ctx: Arc<Context>) -> Action {
+fn error_policy(ms: Arc<PackedMicroservice>, err: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.reconcile_failure(err);
     let failures = {
         let mut map = ctx.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let n = map.entry(ObjectRef::from_obj(&*ms)).or_insert(0);
+        let key = ObjectRef::new(&ms.name_any()).within(&ms.namespace().unwrap_or_default());
+        let n = map.entry(key).or_insert(0);
         *n += 1;
         *n
     };
@@ -544,11 +544,15 @@ fn error_policy(ms: Arc<Microservice>, err: &Error, ctx: Arc<Context>) -> Action
     Action::requeue(delay)
 }
 
-async fn reconcile_in_time(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Action> {
+async fn reconcile_in_time(packed: Arc<PackedMicroservice>, ctx: Arc<Context>) -> Result<Action> {
     // Outside the timeout: the first list of a large cluster may take longer than one
     // reconcile may, and no reconcile must read a cold cache.
     ctx.ready.clone().await;
-    let ms = freshest(&ctx, ms);
+    let Some(ms) = packed.unpack() else {
+        // Damaged bytes (never seen): the next event or resync packs it again.
+        return Ok(Action::requeue(ctx.resync));
+    };
+    let ms = freshest(&ctx, Arc::new(ms));
     tokio::time::timeout(RECONCILE_TIMEOUT, reconcile::reconcile(ms, ctx))
         .await
         .unwrap_or(Err(Error::Timeout(RECONCILE_TIMEOUT)))

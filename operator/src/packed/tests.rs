@@ -126,3 +126,42 @@ fn a_damaged_entry_reads_as_absent_not_as_a_panic() {
     let packed = compress(b"{\"spec\": 7}").expect("compressed");
     assert!(unpack::<Service>(&packed).is_none());
 }
+
+#[test]
+fn a_packed_object_reads_from_a_watch_as_its_kind_and_unpacks_whole() {
+    let svc: Service = load("service");
+    let json = serde_json::to_string(&svc).expect("json");
+    let packed: Packed<Service> = serde_json::from_str(&json).expect("reads as a Service");
+    // The metadata kube-runtime's store and controller read is beside the bytes...
+    assert_eq!(packed.meta().name, svc.metadata.name);
+    assert_eq!(packed.meta().namespace, svc.metadata.namespace);
+    assert_eq!(packed.meta().uid, svc.metadata.uid);
+    assert_eq!(
+        packed.meta().resource_version,
+        svc.metadata.resource_version
+    );
+    assert!(packed.meta().labels.is_none());
+    // ...and the object comes back whole, but for managedFields.
+    let mut expected = svc.clone();
+    crate::kube_ext::slim(&mut expected);
+    assert_eq!(packed.unpack().expect("unpacks"), expected);
+    assert!(packed.packed_len() * 2 < json.len());
+    // It is the same resource to the API machinery: same kind, same URL.
+    assert_eq!(Packed::<Service>::kind(&()), "Service");
+    assert_eq!(Packed::<Service>::api_version(&()), "v1");
+    assert_eq!(
+        Packed::<Service>::url_path(&(), Some("shop")),
+        Service::url_path(&(), Some("shop"))
+    );
+    // Something that is not a Service is refused, as the typed read would refuse it.
+    assert!(serde_json::from_str::<Packed<Service>>("{\"spec\": 7}").is_err());
+}
+
+#[test]
+fn a_microservice_round_trips_through_its_packing() {
+    let mut ms = crate::test_support::microservice_at(3, "  image: app:1\n");
+    ms.metadata.resource_version = Some("42".into());
+    let packed = Packed::pack(&ms).expect("packs");
+    assert_eq!(packed.meta().generation, Some(3));
+    assert_eq!(packed.unpack().expect("unpacks"), ms);
+}
