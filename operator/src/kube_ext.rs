@@ -67,46 +67,6 @@ where
         .reflect(writer)
 }
 
-/// A watch of `api` (only objects matching `labels`, when given) that keeps `store` current
-/// ([`crate::packed`]); the events pass on typed and whole. Poll the stream to keep the
-/// store current.
-pub fn packed<K>(
-    api: Api<K>,
-    labels: Option<&str>,
-    store: crate::packed::PackedStore<K>,
-) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
-where
-    K: Resource + Clone + Serialize + DeserializeOwned + Debug + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
-{
-    let mut config = watch_config();
-    if let Some(labels) = labels {
-        config = config.labels(labels);
-    }
-    watcher(api, config)
-        .default_backoff()
-        .inspect(move |event| {
-            if let Ok(event) = event {
-                store.apply_watcher_event(event);
-            }
-        })
-}
-
-/// A packed watch cache of `api` ([`packed`]) kept current by a background task.
-pub fn spawn_packed_cache<K>(
-    api: Api<K>,
-    labels: Option<&str>,
-    store: crate::packed::PackedStore<K>,
-) -> crate::packed::PackedStore<K>
-where
-    K: Resource + Clone + Serialize + DeserializeOwned + Debug + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
-{
-    let stream = packed(api, labels, store.clone());
-    tokio::spawn(stream.for_each(|_| futures::future::ready(())));
-    store
-}
-
 /// Objects per page of a watch's initial list (kube-runtime's default is 500). A page is
 /// held twice, as the response and as typed objects before they are shaped, and every watch
 /// lists at once after a start: with 500 the pages of a restart over 1,000 Microservices

@@ -14,14 +14,16 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::fmt::Debug;
 use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, RwLock};
 
+use futures::{Stream, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::Resource;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
@@ -191,6 +193,41 @@ where
     fn relist(&self) -> std::sync::MutexGuard<'_, Option<Objects<K>>> {
         self.inner.relist.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// A watch of `api` (only objects matching `labels`, when given) that keeps `store` current;
+/// the events pass on typed and whole. Poll the stream to keep the store current.
+pub fn watch<K>(
+    api: Api<K>,
+    labels: Option<&str>,
+    store: PackedStore<K>,
+) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
+where
+    K: Resource + Clone + Serialize + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
+{
+    let mut config = crate::kube_ext::watch_config();
+    if let Some(labels) = labels {
+        config = config.labels(labels);
+    }
+    watcher(api, config)
+        .default_backoff()
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                store.apply_watcher_event(event);
+            }
+        })
+}
+
+/// `store`, kept current by a background task watching `api` ([`watch`]).
+pub fn spawn<K>(api: Api<K>, labels: Option<&str>, store: PackedStore<K>) -> PackedStore<K>
+where
+    K: Resource + Clone + Serialize + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
+{
+    let stream = watch(api, labels, store.clone());
+    tokio::spawn(stream.for_each(|_| futures::future::ready(())));
+    store
 }
 
 /// The store's key of `object`: its namespace and name only (a key with the

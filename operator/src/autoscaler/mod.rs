@@ -99,7 +99,7 @@ pub async fn run(
         ),
         None => {
             let microservices = spawn_cache(scoped::<PackedMicroservice>(&client, ns), None);
-            let deployments = kube_ext::spawn_packed_cache(
+            let deployments = crate::packed::spawn(
                 scoped::<Deployment>(&client, ns),
                 Some(MANAGED_SELECTOR),
                 crate::packed::PackedStore::projecting(projection::DEPLOYMENT),

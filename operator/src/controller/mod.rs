@@ -345,7 +345,7 @@ pub async fn run(
     // A change to a child (applied or deleted) wakes its owner.
     let deployment_triggers = detached_watch(
         &mut watch_tasks,
-        kube_ext::packed(scoped(&client, ns), managed, deployments.clone()).touched_objects(),
+        crate::packed::watch(scoped(&client, ns), managed, deployments.clone()).touched_objects(),
     );
     let controller = Controller::for_stream(microservice_triggers, microservices)
         .with_config(kube::runtime::controller::Config::default().concurrency(config.concurrency))
@@ -353,25 +353,25 @@ pub async fn run(
         .owns_stream(deployment_triggers)
         .owns_stream(detached_watch(
             &mut watch_tasks,
-            kube_ext::packed(scoped(&client, ns), managed, services.clone()).touched_objects(),
+            crate::packed::watch(scoped(&client, ns), managed, services.clone()).touched_objects(),
         ))
         .owns_stream(detached_watch(
             &mut watch_tasks,
-            kube_ext::packed(scoped(&client, ns), managed, ingresses.clone()).touched_objects(),
+            crate::packed::watch(scoped(&client, ns), managed, ingresses.clone()).touched_objects(),
         ))
         .owns_stream(detached_watch(
             &mut watch_tasks,
-            kube_ext::packed(scoped(&client, ns), managed, hpas.clone()).touched_objects(),
+            crate::packed::watch(scoped(&client, ns), managed, hpas.clone()).touched_objects(),
         ))
         .owns_stream(detached_watch(
             &mut watch_tasks,
-            kube_ext::packed(scoped(&client, ns), managed, pod_disruption_budgets.clone())
+            crate::packed::watch(scoped(&client, ns), managed, pod_disruption_budgets.clone())
                 .touched_objects(),
         ))
         .owns_stream(detached_watch(
             &mut watch_tasks,
             cron_jobs_by_owner
-                .follow(kube_ext::packed(
+                .follow(crate::packed::watch(
                     scoped(&client, ns),
                     managed,
                     cron_jobs.clone(),
@@ -382,7 +382,7 @@ pub async fn run(
         .owns_stream(detached_watch(
             &mut watch_tasks,
             config_maps_by_owner
-                .follow(kube_ext::packed(
+                .follow(crate::packed::watch(
                     scoped::<PartialObjectMeta<ConfigMap>>(&client, ns),
                     managed,
                     config_maps.clone(),
@@ -397,7 +397,7 @@ pub async fn run(
 
     // ReplicaSets are only read (which old ConfigMaps a retained revision still uses); they
     // are owned by Deployments, so they trigger nothing themselves.
-    let replica_set_watch = replica_sets_by_owner.follow(kube_ext::packed(
+    let replica_set_watch = replica_sets_by_owner.follow(crate::packed::watch(
         scoped::<ReplicaSet>(&client, ns),
         managed,
         replica_sets.clone(),
