@@ -165,3 +165,41 @@ fn a_microservice_round_trips_through_its_packing() {
     assert_eq!(packed.meta().generation, Some(3));
     assert_eq!(packed.unpack().expect("unpacks"), ms);
 }
+
+/// Bytes per object of the test bed's `web-with-ingress` children: slim JSON, projected
+/// JSON, packed (run with `--nocapture` for the table docs/benchmarks.md quotes).
+#[test]
+fn each_child_packs_to_a_fraction_of_its_json() {
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    use k8s_openapi::api::batch::v1::CronJob;
+    use k8s_openapi::api::networking::v1::Ingress;
+
+    fn row<K>(name: &str, keep: Keep) -> (usize, usize, usize)
+    where
+        K: Resource<DynamicType = ()> + Serialize + DeserializeOwned + Clone + 'static,
+    {
+        let object: K = load(name);
+        let slim = projection::slim_json(&object).expect("json").len();
+        let projected = projection::projected_json(&object, keep)
+            .expect("json")
+            .len();
+        let store = PackedStore::projecting(keep);
+        store.apply_watcher_event(&watcher::Event::Apply(object));
+        let packed = store.packed_bytes();
+        println!("{name:<12} slim {slim:>6} projected {projected:>6} packed {packed:>6}");
+        assert!(projected <= slim, "{name}: the projection only removes");
+        assert!(packed < projected, "{name}: {packed} packed of {projected}");
+        (slim, projected, packed)
+    }
+    let rows = [
+        row::<Deployment>("deployment", DEPLOYMENT),
+        row::<ReplicaSet>("replicaset", projection::REPLICA_SET),
+        row::<Service>("service", SERVICE),
+        row::<Ingress>("ingress", projection::OWNED_ONLY),
+        row::<CronJob>("cronjob", projection::OWNED_ONLY),
+    ];
+    let total = |f: fn(&(usize, usize, usize)) -> usize| rows.iter().map(f).sum::<usize>();
+    let (slim, projected, packed) = (total(|r| r.0), total(|r| r.1), total(|r| r.2));
+    println!("all five     slim {slim:>6} projected {projected:>6} packed {packed:>6}");
+    assert!(packed * 2 < projected, "{packed} packed of {projected}");
+}

@@ -42,6 +42,7 @@ const USAGE: &str = "usage: bench-scale [--count N] [--rounds R] [--concurrency 
   --rounds R       alternating rounds of Shoal and the bare writer (default 2)
   --concurrency C  writes in flight from the creating client (default 32)
   --replicas K     spec.replicas of each Microservice (default 0: no pods to schedule)
+  --only WHO       run only `shoal` or only `bare` (a memory run at 10,000: no ratio)
 
 The operator takes its settings from the environment (SHOAL_CONCURRENCY=32, say);
 BENCH_SHOAL_LOG sets its log filter (shoal=debug logs what each status write changed).";
@@ -51,6 +52,8 @@ struct Args {
     rounds: usize,
     concurrency: usize,
     replicas: i32,
+    /// Only Shoal's rounds (Some(true)) or only the bare writer's (Some(false)).
+    only: Option<bool>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -59,6 +62,7 @@ fn parse_args() -> Result<Args, String> {
         rounds: 2,
         concurrency: 32,
         replicas: 0,
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -72,6 +76,13 @@ fn parse_args() -> Result<Args, String> {
             "--rounds" => args.rounds = value("--rounds")?,
             "--concurrency" => args.concurrency = value("--concurrency")?,
             "--replicas" => args.replicas = value("--replicas")? as i32,
+            "--only" => {
+                args.only = match it.next().as_deref() {
+                    Some("shoal") => Some(true),
+                    Some("bare") => Some(false),
+                    _ => return Err(format!("--only takes shoal or bare\n{USAGE}")),
+                }
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -506,6 +517,9 @@ async fn main() {
             [false, true]
         };
         for is_shoal in order {
+            if args.only.is_some_and(|only| only != is_shoal) {
+                continue;
+            }
             let lines = if is_shoal {
                 shoal_round(bed, &client, &args, round).await
             } else {
@@ -530,6 +544,19 @@ async fn main() {
         }
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    if args.only.is_some() {
+        let (who, times) = match args.only {
+            Some(true) => ("shoal", &shoal),
+            _ => ("bare writer", &bare),
+        };
+        println!(
+            "\nevery child exists: {who} {:.1} s (mean of {} rounds, no ratio: --only); per 1,000: {:.1} s",
+            mean(times),
+            times.len(),
+            mean(times) * 1000.0 / args.count as f64,
+        );
+        return;
+    }
     println!(
         "\nevery child exists: shoal {:.1} s, bare writer {:.1} s (means of {} rounds): ratio {:.2}; per 1,000: shoal {:.1} s, bare {:.1} s",
         mean(&shoal),
