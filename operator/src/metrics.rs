@@ -357,6 +357,11 @@ mod tests {
             sample(&text, "process_cpu_seconds_total").is_some(),
             "{text}"
         );
+        // The allocator's own figures (jemalloc is linked into the tests too, unused).
+        assert!(
+            sample(&text, "shoal_heap_resident_bytes").is_some(),
+            "{text}"
+        );
         assert!(!text.contains("shoal_process_"), "{text}");
         assert_eq!(sample(&text, "shoal_autoscaler_ticks_total"), Some(3.0));
         assert_eq!(sample(&text, "shoal_metric_queries_total"), Some(2.0));

@@ -238,6 +238,10 @@ fn wait_limit(count: usize) -> Duration {
     Duration::from_secs(600).max(Duration::from_millis(200) * count as u32)
 }
 
+/// How long after the operator is quiet its memory is read again: jemalloc returns freed
+/// pages to the system over 10 s.
+const SETTLE: Duration = Duration::from_secs(15);
+
 /// A `shoal run` for one namespace, with its /metrics on a known port.
 struct Operator {
     child: Child,
@@ -374,6 +378,11 @@ async fn shoal_round(bed: &TestBed, client: &Client, args: &Args, round: usize) 
     let rss = op.metric("process_resident_memory_bytes");
     let peak = op.metric("process_resident_memory_peak_bytes");
     let cpu = op.metric("process_cpu_seconds_total");
+    // What stays once the allocator has returned the burst's freed pages (jemalloc decays
+    // them over 10 s): the figure of a converged operator.
+    std::thread::sleep(SETTLE);
+    let settled = op.metric("process_resident_memory_bytes");
+    let heap = op.metric("shoal_heap_allocated_bytes");
     op.stop();
     // A restart with everything converged: writes nothing, and how much memory it takes.
     let before = audit::writes(&bed.audit_log(), &ns, "shoal").len();
@@ -384,6 +393,9 @@ async fn shoal_round(bed: &TestBed, client: &Client, args: &Args, round: usize) 
     let after = audit::writes(&bed.audit_log(), &ns, "shoal").len() - before;
     let restart_rss = op.metric("process_resident_memory_bytes");
     let restart_peak = op.metric("process_resident_memory_peak_bytes");
+    std::thread::sleep(SETTLE);
+    let restart_settled = op.metric("process_resident_memory_bytes");
+    let restart_heap = op.metric("shoal_heap_allocated_bytes");
     op.stop();
     let _ = bed.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
     let status_writes = by_kind
@@ -410,15 +422,21 @@ async fn shoal_round(bed: &TestBed, client: &Client, args: &Args, round: usize) 
         lines.push(format!("    {kind:<34} {n:.2}"));
     }
     lines.push(format!(
-        "  RSS {} MiB, peak {} MiB, CPU {:.1} ms per Microservice",
+        "  RSS {} MiB, peak {} MiB, {}s later {} MiB (heap {} MiB), CPU {:.1} ms per Microservice",
         mib(rss),
         mib(peak),
+        SETTLE.as_secs(),
+        mib(settled),
+        mib(heap),
         cpu.unwrap_or(f64::NAN) * 1000.0 / args.count as f64
     ));
     lines.push(format!(
-        "  restart: quiet in {quiet_after_restart:.1} s, {after} writes, RSS {} MiB, peak {} MiB",
+        "  restart: quiet in {quiet_after_restart:.1} s, {after} writes, RSS {} MiB, peak {} MiB, {}s later {} MiB (heap {} MiB)",
         mib(restart_rss),
-        mib(restart_peak)
+        mib(restart_peak),
+        SETTLE.as_secs(),
+        mib(restart_settled),
+        mib(restart_heap)
     ));
     lines.push(format!(
         "RESULT shoal {round} {}",
