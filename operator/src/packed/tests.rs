@@ -121,10 +121,16 @@ async fn follows_applies_and_deletes_and_a_relist_replaces_the_contents_at_its_e
 
 #[test]
 fn a_damaged_entry_reads_as_absent_not_as_a_panic() {
-    assert!(unpack::<Service>(&[1, 2]).is_none());
-    assert!(unpack::<Service>(&[200, 0, 0, 0, 1, 2, 3]).is_none());
-    let packed = compress(b"{\"spec\": 7}").expect("compressed");
-    assert!(unpack::<Service>(&packed).is_none());
+    assert!(unpack::<Service>("Service", &[1, 2]).is_none());
+    assert!(unpack::<Service>("Service", &[200, 0, 0, 0, 1, 2, 3]).is_none());
+    let packed = compress("Service", b"{\"spec\": 7}").expect("compressed");
+    assert!(unpack::<Service>("Service", &packed).is_none());
+    // Packed with one kind's dictionary, read with another's (or none): absent, not wrong.
+    let json = serde_json::to_vec(&service("a", "1")).expect("json");
+    let packed = compress("Service", &json).expect("compressed");
+    assert!(unpack::<Service>("Service", &packed).is_some());
+    assert!(unpack::<Service>("Deployment", &packed).is_none());
+    assert!(unpack::<Service>("NoDictionary", &packed).is_none());
 }
 
 #[test]
@@ -166,30 +172,86 @@ fn a_microservice_round_trips_through_its_packing() {
     assert_eq!(packed.unpack().expect("unpacks"), ms);
 }
 
+/// `object` as another Microservice's child of the same shape would be: another name, uids,
+/// hashes, times and resourceVersion (the dictionaries were made from `object` itself, so
+/// measuring them on it would flatter them).
+fn another_microservices<K: Serialize + DeserializeOwned>(object: &K) -> K {
+    fn rotate_hex(text: &str) -> String {
+        text.chars()
+            .map(|c| match c.to_digit(16) {
+                Some(d) => std::char::from_digit((d + 7) % 16, 16).unwrap_or(c),
+                None => c,
+            })
+            .collect()
+    }
+    fn walk(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::String(text) => {
+                let is_uid = text.len() == 36 && text.matches('-').count() == 4;
+                let is_hash = text.len() >= 8 && text.chars().all(|c| c.is_ascii_hexdigit());
+                let is_time = text.len() == 20 && text.ends_with('Z') && text.contains('T');
+                if is_uid || is_hash {
+                    *text = rotate_hex(text);
+                } else if is_time {
+                    *text = "2026-12-01T03:12:09Z".into();
+                } else if text.contains("checkout") {
+                    *text = text.replace("checkout", "orders-7731");
+                } else if !text.is_empty() && text.chars().all(|c| c.is_ascii_digit()) {
+                    *text = rotate_hex(text).replace(|c: char| !c.is_ascii_digit(), "9");
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            serde_json::Value::Object(fields) => fields.values_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let mut value = serde_json::to_value(object).expect("json");
+    walk(&mut value);
+    serde_json::from_value(value).expect("still the kind")
+}
+
 /// Bytes per object of the test bed's `web-with-ingress` children: slim JSON, projected
-/// JSON, packed (run with `--nocapture` for the table docs/benchmarks.md quotes).
+/// JSON, packed alone (zstd without a dictionary) and packed with the kind's dictionary, the
+/// last two for another Microservice's child of the same shape ([`another_microservices`])
+/// (run with `--nocapture` for the table docs/benchmarks.md quotes).
 #[test]
 fn each_child_packs_to_a_fraction_of_its_json() {
     use k8s_openapi::api::apps::v1::ReplicaSet;
     use k8s_openapi::api::batch::v1::CronJob;
     use k8s_openapi::api::networking::v1::Ingress;
 
-    fn row<K>(name: &str, keep: Keep) -> (usize, usize, usize)
+    fn row<K>(name: &str, keep: Keep) -> (usize, usize, usize, usize)
     where
-        K: Resource<DynamicType = ()> + Serialize + DeserializeOwned + Clone + 'static,
+        K: Resource<DynamicType = ()>
+            + Serialize
+            + DeserializeOwned
+            + Clone
+            + PartialEq
+            + Debug
+            + 'static,
     {
-        let object: K = load(name);
+        let object: K = another_microservices(&load::<K>(name));
         let slim = projection::slim_json(&object).expect("json").len();
-        let projected = projection::projected_json(&object, keep)
-            .expect("json")
-            .len();
+        let json = projection::projected_json(&object, keep).expect("json");
+        let projected = json.len();
+        let alone = compress("NoDictionary", &json).expect("packs").len();
         let store = PackedStore::projecting(keep);
-        store.apply_watcher_event(&watcher::Event::Apply(object));
+        store.apply_watcher_event(&watcher::Event::Apply(object.clone()));
         let packed = store.packed_bytes();
-        println!("{name:<12} slim {slim:>6} projected {projected:>6} packed {packed:>6}");
+        let read = store.state().pop().expect("cached");
+        let mut expected = object;
+        project(&mut expected, keep);
+        assert_eq!(*read, expected, "{name}: reads back as its projection");
+        println!(
+            "{name:<12} slim {slim:>6} projected {projected:>6} alone {alone:>6} packed {packed:>6}"
+        );
         assert!(projected <= slim, "{name}: the projection only removes");
-        assert!(packed < projected, "{name}: {packed} packed of {projected}");
-        (slim, projected, packed)
+        assert!(alone < projected, "{name}: {alone} packed of {projected}");
+        assert!(
+            packed < alone,
+            "{name}: the dictionary helps ({packed} against {alone})"
+        );
+        (slim, projected, alone, packed)
     }
     let rows = [
         row::<Deployment>("deployment", DEPLOYMENT),
@@ -198,8 +260,54 @@ fn each_child_packs_to_a_fraction_of_its_json() {
         row::<Ingress>("ingress", projection::OWNED_ONLY),
         row::<CronJob>("cronjob", projection::OWNED_ONLY),
     ];
-    let total = |f: fn(&(usize, usize, usize)) -> usize| rows.iter().map(f).sum::<usize>();
-    let (slim, projected, packed) = (total(|r| r.0), total(|r| r.1), total(|r| r.2));
-    println!("all five     slim {slim:>6} projected {projected:>6} packed {packed:>6}");
-    assert!(packed * 2 < projected, "{packed} packed of {projected}");
+    let total = |f: fn(&(usize, usize, usize, usize)) -> usize| rows.iter().map(f).sum::<usize>();
+    let (slim, projected) = (total(|r| r.0), total(|r| r.1));
+    let (alone, packed) = (total(|r| r.2), total(|r| r.3));
+    println!(
+        "all five     slim {slim:>6} projected {projected:>6} alone {alone:>6} packed {packed:>6}"
+    );
+    assert!(alone * 2 < projected, "{alone} packed alone of {projected}");
+    assert!(
+        packed * 3 < alone,
+        "{packed} with dictionaries of {alone} alone"
+    );
+}
+
+/// A sample that no longer reads as its kind would silently pack that kind alone.
+#[test]
+fn every_dictionary_loads() {
+    let mut kinds: Vec<&str> = DICTIONARIES.keys().copied().collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "CronJob",
+            "Deployment",
+            "Ingress",
+            "Microservice",
+            "ReplicaSet",
+            "Service"
+        ]
+    );
+}
+
+/// Another Microservice than the dictionary's, packed whole as the controller's store keeps
+/// it: a fraction of what it packs to alone.
+#[test]
+fn a_microservice_packs_against_its_dictionary() {
+    let ms: crate::crd::Microservice = another_microservices(&load("microservice"));
+    let json = projection::slim_json(&ms).expect("json");
+    let alone = compress("NoDictionary", &json).expect("packs").len();
+    let packed = Packed::pack(&ms).expect("packs");
+    println!(
+        "microservice slim {:>6} alone {alone:>6} packed {:>6}",
+        json.len(),
+        packed.packed_len()
+    );
+    assert_eq!(packed.unpack().as_ref(), Some(&ms));
+    assert!(
+        packed.packed_len() * 2 < alone,
+        "{} of {alone}",
+        packed.packed_len()
+    );
 }
