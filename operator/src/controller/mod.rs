@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use kube::Resource as _;
 use futures::future::{BoxFuture, FutureExt, Shared};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
@@ -139,8 +140,10 @@ pub struct Context {
     events: EventSink,
     resync: Duration,
     failures: Mutex<HashMap<ObjectRef<Microservice>, u32>>,
-    /// The Microservice as our last status write returned it, until the cache shows it.
-    latest: Mutex<HashMap<ObjectRef<Microservice>, Arc<Microservice>>>,
+    /// The Microservice as our last status write returned it, until the cache shows it;
+    /// packed (a few hundred bytes): while a burst keeps the controller's queue long, the
+    /// reconcile that drops it may come minutes later, and 10,000 typed copies held ~100 MB.
+    latest: Mutex<HashMap<ObjectRef<Microservice>, crate::caches::PackedMicroservice>>,
     metrics: Arc<Metrics>,
     /// The PodMonitor watch cache, while the Prometheus Operator's CRD is installed.
     pod_monitors: Arc<pod_monitors::PodMonitors>,
@@ -166,7 +169,9 @@ pub const PROGRESS_WRITE_INTERVAL: Duration = Duration::from_secs(5);
 pub const DETAIL_WRITE_INTERVAL: Duration = Duration::from_secs(300);
 
 /// During a burst a new Microservice's first status waits for it to end, up to this age.
-pub const FIRST_WRITE_BURST_LIMIT: Duration = Duration::from_secs(60);
+/// 10,000 new Microservices make a burst of about 15 minutes here: with 60 s most first
+/// statuses went out during it, competing with the child writes.
+pub const FIRST_WRITE_BURST_LIMIT: Duration = Duration::from_secs(300);
 
 impl Context {
     /// A context on `client` reading the children from `stores` (filled by [`run`]'s
@@ -242,6 +247,8 @@ impl Context {
             }
             status::Urgency::Progress => rest(PROGRESS_WRITE_INTERVAL, since_last_write()?),
             status::Urgency::Detail => rest(DETAIL_WRITE_INTERVAL, since_last_write()?),
+            // Back at the resync, or earlier when the rollout moves (a child changes).
+            status::Urgency::WithNext => Some(self.resync),
         }
     }
 
@@ -253,18 +260,23 @@ impl Context {
             .remove(&ObjectRef::from_obj(ms));
     }
 
-    /// Remembers the Microservice our status write returned, for [`freshest`] (slimmed as
+    /// Remembers the Microservice our status write returned, for [`freshest`] (packed, as
     /// the cache's copies are: it may stay until the next reconcile).
-    fn remember_written(&self, mut written: Microservice) {
-        kube_ext::slim(&mut written);
+    fn remember_written(&self, written: Microservice) {
+        // Name and namespace only: the uid and resourceVersion `from_obj` would add are two
+        // more strings per Microservice that no lookup compares.
+        let mut key = ObjectRef::from_obj(&written);
+        key.extra = Default::default();
         self.status_written
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(ObjectRef::from_obj(&written), Instant::now());
-        self.latest
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(ObjectRef::from_obj(&written), Arc::new(written));
+            .insert(key.clone(), Instant::now());
+        if let Some(packed) = crate::caches::PackedMicroservice::pack(&written) {
+            self.latest
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key, packed);
+        }
     }
 }
 
@@ -580,14 +592,22 @@ fn freshest(ctx: &Context, ms: Arc<Microservice>) -> Arc<Microservice> {
     }
 }
 
-/// `written` when the cache has not caught up with it yet, None when `cached` is current.
-fn prefer_written(written: &Arc<Microservice>, cached: &Microservice) -> Option<Arc<Microservice>> {
+/// `written` (unpacked) when the cache has not caught up with it yet, None when `cached` is
+/// current.
+fn prefer_written(
+    written: &crate::caches::PackedMicroservice,
+    cached: &Microservice,
+) -> Option<Arc<Microservice>> {
+    let meta = written.meta();
+    if meta.resource_version == cached.metadata.resource_version
+        || cached.metadata.generation > meta.generation
+        || meta.uid != cached.metadata.uid
+    {
+        return None;
+    }
+    let written = written.unpack()?;
     let ours = |ms: &Microservice| ms.status.as_ref().map(status::controller_view);
-    let caught_up = written.metadata.resource_version == cached.metadata.resource_version
-        || cached.metadata.generation > written.metadata.generation
-        || written.metadata.uid != cached.metadata.uid
-        || ours(written) == ours(cached);
-    (!caught_up).then(|| written.clone())
+    (ours(&written) != ours(cached)).then(|| Arc::new(written))
 }
 
 #[cfg(test)]
@@ -641,14 +661,16 @@ mod tests {
             observed_generation: Some(3),
             ..Default::default()
         });
-        let written = Arc::new(written);
-        // The cache still has the object from before our write.
-        assert!(prefer_written(&written, &at(3, "abc-1")).is_some());
+        let status = written.status.clone();
+        let written = crate::caches::PackedMicroservice::pack(&written).expect("packs");
+        // The cache still has the object from before our write: ours, unpacked.
+        let mine = prefer_written(&written, &at(3, "abc-1")).expect("ours");
+        assert_eq!(mine.status, status);
         // Same version: the cache caught up.
         assert!(prefer_written(&written, &at(3, "abc-2")).is_none());
         // Another write after ours (the autoscaler's): our part of the status is there.
         let mut later = at(3, "abc-3");
-        later.status = written.status.clone();
+        later.status = status;
         assert!(prefer_written(&written, &later).is_none());
         // A spec change since: the cached object is newer.
         assert!(prefer_written(&written, &at(4, "zzz")).is_none());
