@@ -369,7 +369,7 @@ impl Step<'_> {
             if burst.busy() {
                 // During a burst the Event follows the child writes (see `burst`).
                 tokio::spawn(async move {
-                    burst.wait_until_over().await;
+                    burst.wait_until_over(super::FIRST_WRITE_BURST_LIMIT).await;
                     publish.await
                 });
             } else {

@@ -38,11 +38,11 @@ impl Burst {
         self.busy_at(Instant::now())
     }
 
-    /// Returns once no burst is on (checking every half second), or after a minute.
-    pub async fn wait_until_over(&self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
+    /// Returns once no burst is on (checking every second), or after `limit`.
+    pub async fn wait_until_over(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
         while self.busy() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 

@@ -323,17 +323,22 @@ pub enum Urgency {
     /// Deployment controller has numbered it, the history's numbering): they ride along
     /// with the next write, or go alone after a long while.
     Detail,
+    /// Only details moved while a rollout is under way (Ready=False, rolling out): they
+    /// ride along with the next write and never go alone, since the rollout's end (or its
+    /// failure) is news written at once. A slow rollout (10,000 new Microservices waiting on
+    /// the Deployment controller for half an hour) then costs no write for its details.
+    WithNext,
 }
 
 /// How soon the change from `old` to `new` must be written (see [`Urgency`]).
 pub fn urgency(old: Option<&MicroserviceStatus>, new: &MicroserviceStatus) -> Urgency {
+    let in_progress = new.conditions.iter().any(|c| {
+        c.type_ == ConditionType::Ready.as_str()
+            && c.status == "False"
+            && (c.reason == Reason::RolloutInProgress.as_str()
+                || c.reason == Reason::ReplicasUnavailable.as_str())
+    });
     if old.is_none_or(|o| o.observed_generation.is_none()) {
-        let in_progress = new.conditions.iter().any(|c| {
-            c.type_ == ConditionType::Ready.as_str()
-                && c.status == "False"
-                && (c.reason == Reason::RolloutInProgress.as_str()
-                    || c.reason == Reason::ReplicasUnavailable.as_str())
-        });
         let failing = new
             .conditions
             .iter()
@@ -359,9 +364,10 @@ pub fn urgency(old: Option<&MicroserviceStatus>, new: &MicroserviceStatus) -> Ur
             rollout.canary,
         )
     };
-    match old.map(figures) == Some(figures(new)) {
-        true => Urgency::Detail,
-        false => Urgency::Progress,
+    match (old.map(figures) == Some(figures(new)), in_progress) {
+        (true, true) => Urgency::WithNext,
+        (true, false) => Urgency::Detail,
+        (false, _) => Urgency::Progress,
     }
 }
 

@@ -416,7 +416,11 @@ fn a_new_microservices_first_status_may_wait_figures_soon_details_long() {
         }),
         ..Default::default()
     });
-    assert_eq!(urgency(Some(&starting), &numbered), Urgency::Detail);
+    assert_eq!(urgency(Some(&starting), &numbered), Urgency::WithNext);
+    // The same details of a settled Microservice may go alone, after a long while.
+    let mut settled = done.clone();
+    settled.conditions[1].message = "reworded".into();
+    assert_eq!(urgency(Some(&done), &settled), Urgency::Detail);
     // What was applied is not a detail: the undo detection reads it back.
     let mut applied = numbered.clone();
     applied
