@@ -14,11 +14,11 @@
 //! [`ConditionMetrics::attach`], so only the process that runs the controller (the leader)
 //! serves these families.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
 
-use kube::ResourceExt;
 use kube::runtime::reflector::Store;
+use kube::{Resource, ResourceExt};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::gauge::ConstGauge;
@@ -125,6 +125,10 @@ const PER_MICROSERVICE: [(&str, &str, Reader); 6] = [
 #[derive(Clone, Debug, Default)]
 pub struct ConditionMetrics {
     store: Arc<RwLock<Option<Store<PackedMicroservice>>>>,
+    /// The rows of the previous scrape by namespace and name, with the uid and
+    /// resourceVersion they were read at: a scrape unpacks only the Microservices that
+    /// changed since (unpacking all 10,000 took ~0.3 s of CPU per scrape).
+    rows: Arc<Mutex<Rows>>,
 }
 
 impl ConditionMetrics {
@@ -134,42 +138,91 @@ impl ConditionMetrics {
         *self.store.write().unwrap_or_else(|e| e.into_inner()) = Some(store);
     }
 
-    /// Every cached Microservice, or None before [`ConditionMetrics::attach`].
-    fn microservices(&self) -> Option<Vec<Arc<Microservice>>> {
-        self.store
+    /// What the gauges need of every cached Microservice, sorted by namespace and name, or
+    /// None before [`ConditionMetrics::attach`]. A Microservice is unpacked only when its
+    /// resourceVersion moved since the previous scrape, read into its [`Row`] and dropped:
+    /// holding them all typed for a scrape took ~80 MB at 10,000.
+    fn rows(&self) -> Option<Vec<Arc<Row>>> {
+        let state = self
+            .store
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
-            .map(|store| {
-                store
-                    .state()
-                    .iter()
-                    .filter_map(|packed| packed.unpack().map(Arc::new))
-                    .collect()
+            .map(|store| store.state())?;
+        let mut previous = self.rows.lock().unwrap_or_else(|e| e.into_inner());
+        let mut current = HashMap::with_capacity(state.len());
+        let mut rows = Vec::with_capacity(state.len());
+        for packed in state {
+            let meta = packed.meta();
+            let at = (meta.namespace.clone(), meta.name.clone());
+            let version = (meta.uid.clone(), meta.resource_version.clone());
+            let row = match previous.remove(&at) {
+                Some((read_at, row)) if version.1.is_some() && read_at == version => row,
+                _ => match packed.unpack() {
+                    Some(ms) => Arc::new(Row::of(&ms)),
+                    None => continue,
+                },
+            };
+            current.insert(at, (version, row.clone()));
+            rows.push(row);
+        }
+        *previous = current;
+        rows.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        Some(rows)
+    }
+}
+
+/// Two optional strings: (namespace, name) or (uid, resourceVersion).
+type Key = (Option<String>, Option<String>);
+
+/// Rows by (namespace, name), with the (uid, resourceVersion) they were read at.
+type Rows = HashMap<Key, (Key, Arc<Row>)>;
+
+/// What the gauges read of one Microservice.
+#[derive(Debug)]
+pub struct Row {
+    namespace: Option<String>,
+    name: String,
+    /// Its conditions of Shoal's types, as (type, state, bounded reason).
+    conditions: Vec<(&'static str, &'static str, &'static str)>,
+    /// The [`PER_MICROSERVICE`] values, in order.
+    values: [Option<f64>; PER_MICROSERVICE.len()],
+}
+
+impl Row {
+    /// The row of `ms`.
+    pub fn of(ms: &Microservice) -> Row {
+        let conditions = ms
+            .status
+            .iter()
+            .flat_map(|status| &status.conditions)
+            .filter_map(|condition| {
+                let type_ = condition_type(&condition.type_)?;
+                let state = match condition.status.as_str() {
+                    "True" => "True",
+                    "False" => "False",
+                    _ => "Unknown",
+                };
+                Some((type_, state, reason_label(&condition.reason)))
             })
+            .collect();
+        Row {
+            namespace: ms.namespace(),
+            name: ms.name_any(),
+            conditions,
+            values: PER_MICROSERVICE.map(|(_, _, read)| read(ms)),
+        }
     }
 }
 
 /// Counts Microservices by (condition type, status, bounded reason).
 pub fn count_conditions(
-    microservices: &[Arc<Microservice>],
+    rows: &[Arc<Row>],
 ) -> BTreeMap<(&'static str, &'static str, &'static str), u64> {
     let mut counts = BTreeMap::new();
-    for ms in microservices {
-        let Some(status) = ms.status.as_ref() else {
-            continue;
-        };
-        for condition in &status.conditions {
-            let Some(type_) = condition_type(&condition.type_) else {
-                continue;
-            };
-            let state = match condition.status.as_str() {
-                "True" => "True",
-                "False" => "False",
-                _ => "Unknown",
-            };
-            let reason = reason_label(&condition.reason);
-            *counts.entry((type_, state, reason)).or_insert(0) += 1;
+    for row in rows {
+        for state in &row.conditions {
+            *counts.entry(*state).or_insert(0) += 1;
         }
     }
     counts
@@ -179,11 +232,10 @@ impl Collector for ConditionMetrics {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         // Before the store is attached (a follower) nothing is served; after, every family
         // is described even while it has no sample.
-        let Some(mut microservices) = self.microservices() else {
+        let Some(rows) = self.rows() else {
             return Ok(());
         };
-        microservices.sort_by_key(|ms| (ms.namespace(), ms.name_any()));
-        let counts = count_conditions(&microservices);
+        let counts = count_conditions(&rows);
         let gauge = ConstGauge::new(0i64);
         let mut family = encoder.encode_descriptor(
             "microservices",
@@ -200,17 +252,17 @@ impl Collector for ConditionMetrics {
             let count = i64::try_from(n).unwrap_or(i64::MAX);
             ConstGauge::new(count).encode(family.encode_family(&labels)?)?;
         }
-        for (name, help, read) in PER_MICROSERVICE {
-            let values: Vec<(String, String, f64)> = microservices
-                .iter()
-                .filter_map(|ms| Some((ms.namespace()?, ms.name_any(), read(ms)?)))
-                .collect();
+        for (i, (name, help, _)) in PER_MICROSERVICE.iter().enumerate() {
             let mut family =
                 encoder.encode_descriptor(name, help, None, ConstGauge::new(0.0).metric_type())?;
-            for (namespace, microservice, value) in values {
+            for row in &rows {
+                let (Some(namespace), Some(value)) = (row.namespace.as_deref(), row.values[i])
+                else {
+                    continue;
+                };
                 let labels = [
-                    ("microservice_namespace", namespace.as_str()),
-                    ("microservice", microservice.as_str()),
+                    ("microservice_namespace", namespace),
+                    ("microservice", row.name.as_str()),
                 ];
                 ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
             }
@@ -334,6 +386,51 @@ mod tests {
             3,
             "one series per Microservice:\n{text}"
         );
+    }
+
+    /// A scrape reads again only what moved: same uid and resourceVersion, the row of the
+    /// previous scrape (seen here by changing the object without moving its version, which
+    /// the apiserver never does); a new resourceVersion, or another uid under the same
+    /// name, is read again; a deleted Microservice leaves the gauges.
+    #[test]
+    fn a_scrape_reads_again_only_the_microservices_that_changed() {
+        let (reader, mut writer) = store::<PackedMicroservice>();
+        let at = |name: &str, uid: &str, version: &str, desired: i32| {
+            let mut ms = microservice(name, vec![condition("Ready", "True", "Available")]);
+            ms.metadata.uid = Some(uid.into());
+            ms.metadata.resource_version = Some(version.into());
+            if let Some(status) = ms.status.as_mut() {
+                status.desired_replicas = Some(desired);
+            }
+            PackedMicroservice::pack(&ms).expect("packs")
+        };
+        let desired = |text: &str, name: &str| {
+            let prefix = format!(
+                "shoal_microservice_desired_replicas{{microservice_namespace=\"shop\",microservice=\"{name}\"}} "
+            );
+            text.lines()
+                .find_map(|l| l.strip_prefix(&prefix).map(str::to_string))
+        };
+        writer.apply_watcher_event(&Event::Apply(at("a", "u-a", "1", 1)));
+        writer.apply_watcher_event(&Event::Apply(at("b", "u-b", "1", 1)));
+        let metrics = ConditionMetrics::default();
+        metrics.attach(reader);
+        let text = render(&metrics);
+        assert_eq!(desired(&text, "a").as_deref(), Some("1.0"), "{text}");
+        // Same version, other contents: the previous row stands.
+        writer.apply_watcher_event(&Event::Apply(at("a", "u-a", "1", 5)));
+        // A new version, and a Microservice re-created under b's name: read again.
+        writer.apply_watcher_event(&Event::Apply(at("b", "u-b2", "1", 7)));
+        writer.apply_watcher_event(&Event::Apply(at("c", "u-c", "9", 2)));
+        let text = render(&metrics);
+        assert_eq!(desired(&text, "a").as_deref(), Some("1.0"), "{text}");
+        assert_eq!(desired(&text, "b").as_deref(), Some("7.0"), "{text}");
+        assert_eq!(desired(&text, "c").as_deref(), Some("2.0"), "{text}");
+        writer.apply_watcher_event(&Event::Apply(at("a", "u-a", "2", 5)));
+        writer.apply_watcher_event(&Event::Delete(at("c", "u-c", "9", 2)));
+        let text = render(&metrics);
+        assert_eq!(desired(&text, "a").as_deref(), Some("5.0"), "{text}");
+        assert_eq!(desired(&text, "c"), None, "{text}");
     }
 
     #[test]

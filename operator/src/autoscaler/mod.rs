@@ -73,6 +73,10 @@ struct Loop {
     recorder: EventSink,
     metrics: Arc<Metrics>,
     own: OwnQueries,
+    /// The (uid, resourceVersion) of every Microservice the previous tick found not to be
+    /// one of the loop's (another engine, invalid): skipped without unpacking until it
+    /// changes. Unpacking all 10,000 Microservices took ~0.4 s of CPU per tick.
+    not_targets: std::sync::Mutex<HashSet<(Option<String>, Option<String>)>>,
 }
 
 /// Runs the metrics loop until `shutdown` completes.
@@ -137,6 +141,7 @@ pub async fn run(
         recorder,
         metrics,
         own: OwnQueries::default(),
+        not_targets: Default::default(),
     };
     let mut tracked: HashMap<ObjectRef<Microservice>, Tracked> = HashMap::new();
     let mut interval = tokio::time::interval(this.config.tick);
@@ -162,13 +167,20 @@ pub async fn run(
 impl Loop {
     /// The Microservices the loop scales: valid, not being deleted, engine Shoal.
     fn targets(&self) -> Vec<Target> {
-        self.caches
-            .microservices
-            .state()
-            .into_iter()
-            .filter(|ms| ms.meta().deletion_timestamp.is_none())
-            .filter_map(|packed| packed.unpack().map(Arc::new))
-            .filter_map(|ms| {
+        let mut skipped = self.not_targets.lock().unwrap_or_else(|e| e.into_inner());
+        let mut still = HashSet::with_capacity(skipped.len());
+        let mut targets = Vec::new();
+        for packed in self.caches.microservices.state() {
+            let meta = packed.meta();
+            if meta.deletion_timestamp.is_some() {
+                continue;
+            }
+            let version = (meta.uid.clone(), meta.resource_version.clone());
+            if version.1.is_some() && skipped.contains(&version) {
+                still.insert(version);
+                continue;
+            }
+            let target = packed.unpack().map(Arc::new).and_then(|ms| {
                 let valid = crate::validate::validate(&ms).ok()?;
                 let settings = inputs::settings(&valid)?;
                 Some(Target {
@@ -176,8 +188,17 @@ impl Loop {
                     valid,
                     settings,
                 })
-            })
-            .collect()
+            });
+            match target {
+                Some(target) => targets.push(target),
+                None if version.1.is_some() => {
+                    still.insert(version);
+                }
+                None => {}
+            }
+        }
+        *skipped = still;
+        targets
     }
 
     /// Forgets Microservices that left the Shoal engine (or were deleted), and releases the

@@ -3,13 +3,12 @@
 //! object's `Arc`, and a reconcile that did so per kind made each reconcile O(n) and a
 //! burst of n Microservices O(n²).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Arc, RwLock};
 
 use futures::{Stream, StreamExt};
 use kube::Resource;
-use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -48,6 +47,7 @@ where
                 owners: HashMap::new(),
                 relist: None,
                 followed: false,
+                kind: std::marker::PhantomData,
             })),
         }
     }
@@ -57,10 +57,16 @@ struct Inner<K: Resource>
 where
     K::DynamicType: Eq + Hash + Clone,
 {
-    by_owner: HashMap<String, HashSet<ObjectRef<K>>>,
-    owners: HashMap<ObjectRef<K>, Vec<String>>,
+    /// Owner uid -> its objects, by their store slot ("namespace/name",
+    /// [`crate::packed::slot`]): a short list (an owner has a handful), not a set, which
+    /// would allocate a table per owner; and a slot where an `ObjectRef` took 96 bytes and
+    /// four strings per copy, every object being listed twice.
+    by_owner: HashMap<Box<str>, Vec<Box<str>>>,
+    /// Slot -> the uids of its owners.
+    owners: HashMap<Box<str>, Owners>,
     /// A relist in progress: what it has listed so far.
-    relist: Option<Vec<(ObjectRef<K>, Vec<String>)>>,
+    relist: Option<Vec<(Box<str>, Owners)>>,
+    kind: std::marker::PhantomData<fn() -> K>,
     /// Fed by a watch: without one (caches filled by hand in tests) lookups scan the store.
     followed: bool,
 }
@@ -69,10 +75,10 @@ impl<K: Resource> Inner<K>
 where
     K::DynamicType: Eq + Hash + Clone,
 {
-    fn remove(&mut self, key: &ObjectRef<K>) {
+    fn remove(&mut self, key: &str) {
         for owner in self.owners.remove(key).unwrap_or_default() {
             if let Some(set) = self.by_owner.get_mut(&owner) {
-                set.remove(key);
+                set.retain(|k| &**k != key);
                 if set.is_empty() {
                     self.by_owner.remove(&owner);
                 }
@@ -80,26 +86,34 @@ where
         }
     }
 
-    fn insert(&mut self, key: ObjectRef<K>, owners: Vec<String>) {
+    fn insert(&mut self, key: Box<str>, owners: Owners) {
         self.remove(&key);
         for owner in &owners {
-            self.by_owner
-                .entry(owner.clone())
-                .or_default()
-                .insert(key.clone());
+            let set = self.by_owner.entry(owner.clone()).or_default();
+            if !set.contains(&key) {
+                set.push(key.clone());
+                set.shrink_to_fit();
+            }
         }
         self.owners.insert(key, owners);
     }
 }
 
-fn owner_uids<K: Resource>(object: &K) -> Vec<String> {
+/// The uids of an object's owners.
+type Owners = Box<[Box<str>]>;
+
+fn owner_uids<K: Resource>(object: &K) -> Owners {
     object
         .meta()
         .owner_references
         .iter()
         .flatten()
-        .map(|o| o.uid.clone())
+        .map(|o| o.uid.as_str().into())
         .collect()
+}
+
+fn key<K: Resource>(object: &K) -> Box<str> {
+    crate::packed::key(object)
 }
 
 impl<K> OwnerIndex<K>
@@ -112,12 +126,12 @@ where
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
         match event {
             watcher::Event::Apply(object) => {
-                inner.insert(ObjectRef::from_obj(object), owner_uids(object));
+                inner.insert(key(object), owner_uids(object));
             }
-            watcher::Event::Delete(object) => inner.remove(&ObjectRef::from_obj(object)),
+            watcher::Event::Delete(object) => inner.remove(&key(object)),
             watcher::Event::Init => inner.relist = Some(Vec::new()),
             watcher::Event::InitApply(object) => {
-                let entry = (ObjectRef::from_obj(object), owner_uids(object));
+                let entry = (key(object), owner_uids(object));
                 inner.relist.get_or_insert_with(Vec::new).push(entry);
             }
             watcher::Event::InitDone => {
@@ -164,12 +178,12 @@ where
                 .get(uid)
                 .into_iter()
                 .flatten()
-                .filter_map(|key| store.get(key))
+                .filter_map(|slot| store.get_slot(slot))
                 .collect(),
             false => store
                 .state()
                 .into_iter()
-                .filter(|o| owner_uids(o.as_ref()).iter().any(|u| u == uid))
+                .filter(|o| owner_uids(o.as_ref()).iter().any(|u| &**u == uid))
                 .collect(),
         };
         owned.sort_by(|a, b| a.meta().name.cmp(&b.meta().name));

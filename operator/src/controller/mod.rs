@@ -24,7 +24,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use kube::Resource as _;
 use futures::future::{BoxFuture, FutureExt, Shared};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
@@ -32,6 +31,7 @@ use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::Resource as _;
 use kube::api::{ListParams, PartialObjectMeta};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{self, ObjectRef};
@@ -560,6 +560,7 @@ async fn reconcile_in_time(packed: Arc<PackedMicroservice>, ctx: Arc<Context>) -
     // Outside the timeout: the first list of a large cluster may take longer than one
     // reconcile may, and no reconcile must read a cold cache.
     ctx.ready.clone().await;
+    ctx.written.purge();
     let Some(ms) = packed.unpack() else {
         // Damaged bytes (never seen): the next event or resync packs it again.
         return Ok(Action::requeue(ctx.resync));

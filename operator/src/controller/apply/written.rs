@@ -42,11 +42,23 @@ impl Writes {
         }
         self.by_child
             .retain(|_, (_, at, _)| at.elapsed() < WRITE_SHOWS_WITHIN);
+        // A burst grew the table to thousands of writes: give it back once they are gone.
+        if self.by_child.capacity() > 64 && self.by_child.len() * 4 < self.by_child.capacity() {
+            self.by_child.shrink_to_fit();
+        }
         self.purged = Some(Instant::now());
     }
 }
 
 impl Written {
+    /// Drops the writes older than [`WRITE_SHOWS_WITHIN`] (at most once a second). Every
+    /// reconcile calls it: a lookup or a new write purges too, but after a burst the
+    /// reconciles that follow write nothing and may look up no child, and the burst's last
+    /// writes (9 MB at 1,000 new Microservices) stayed.
+    pub(crate) fn purge(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).purge();
+    }
+
     /// What our last write of `key` returned, when the cache (showing `seen`) still shows
     /// the object as it was before that write, made less than [`WRITE_SHOWS_WITHIN`] ago.
     /// Forgets the write once the cache shows anything else, or when it is older.

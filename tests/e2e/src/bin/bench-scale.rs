@@ -304,15 +304,19 @@ impl Operator {
         openmetrics::value(response.split("\r\n\r\n").nth(1)?, name, &[])
     }
 
-    /// Waits until no reconcile started for `quiet`; returns seconds waited.
-    /// Gives up after [`QUIET_LIMIT`]: at 10,000 Microservices the controller-manager
-    /// numbers ReplicaSets for half an hour, and each of its status updates wakes a
-    /// reconcile (which writes nothing), so "quiet" may not come within the run.
-    fn wait_quiet(&self, quiet: Duration) -> f64 {
+    /// Waits until at least `reconciles` reconciles have run and then none started for
+    /// `quiet`; returns seconds waited. Gives up after [`QUIET_LIMIT`]: at 10,000
+    /// Microservices the controller-manager numbers ReplicaSets for half an hour, and each of
+    /// its status updates wakes a reconcile (which writes nothing), so "quiet" may not come
+    /// within the run. A restarted operator reconciles every Microservice once, but only
+    /// after its caches are listed, which at 10,000 takes longer than `quiet`: hence the
+    /// count.
+    fn wait_quiet(&self, quiet: Duration, reconciles: f64) -> f64 {
         let start = Instant::now();
         let mut last = self.metric("shoal_reconciles_total");
         let mut since = Instant::now();
-        while since.elapsed() < quiet && start.elapsed() < QUIET_LIMIT {
+        let enough = |n: Option<f64>| n.is_some_and(|n| n >= reconciles);
+        while (since.elapsed() < quiet || !enough(last)) && start.elapsed() < QUIET_LIMIT {
             std::thread::sleep(Duration::from_millis(250));
             let now = self.metric("shoal_reconciles_total");
             if now != last {
@@ -373,7 +377,7 @@ async fn shoal_round(bed: &TestBed, client: &Client, args: &Args, round: usize) 
     let created = start.elapsed().as_secs_f64();
     let children = slowest(children).await;
     let ready = ready.await.expect("watch task");
-    let quiet = op.wait_quiet(Duration::from_secs(3));
+    let quiet = op.wait_quiet(Duration::from_secs(3), 0.0);
     let (per_ms, by_kind) = writes_per_microservice(bed, &ns, args.count);
     let rss = op.metric("process_resident_memory_bytes");
     let peak = op.metric("process_resident_memory_peak_bytes");
@@ -388,7 +392,7 @@ async fn shoal_round(bed: &TestBed, client: &Client, args: &Args, round: usize) 
     let before = audit::writes(&bed.audit_log(), &ns, "shoal").len();
     let restarted = Instant::now();
     let op = Operator::start(bed, &ns);
-    op.wait_quiet(Duration::from_secs(3));
+    op.wait_quiet(Duration::from_secs(3), args.count as f64);
     let quiet_after_restart = restarted.elapsed().as_secs_f64() - 3.0;
     let after = audit::writes(&bed.audit_log(), &ns, "shoal").len() - before;
     let restart_rss = op.metric("process_resident_memory_bytes");
