@@ -353,27 +353,31 @@ impl Step<'_> {
                 continue;
             }
             let note = format!("{verb} {}", children.join(", "));
-            let (events, burst) = (self.ctx.events.clone(), self.ctx.burst.clone());
             let reference = self.ms.object_ref(&());
-            let publish = async move {
-                events
-                    .publish(
-                        &reference,
-                        EventType::Normal,
-                        verb.as_str(),
-                        EventAction::Apply.as_str(),
-                        note,
-                    )
-                    .await
-            };
-            if burst.busy() {
+            let (type_, reason, action) = (
+                EventType::Normal,
+                verb.as_str(),
+                EventAction::Apply.as_str(),
+            );
+            if self.ctx.burst.busy() {
                 // During a burst the Event follows the child writes (see `burst`).
-                tokio::spawn(async move {
-                    burst.wait_until_over(super::FIRST_WRITE_BURST_LIMIT).await;
-                    publish.await
-                });
+                let event = super::burst::HeldEvent {
+                    reference,
+                    type_,
+                    reason,
+                    action,
+                    note,
+                };
+                self.ctx.burst.hold(
+                    self.ctx.events.clone(),
+                    event,
+                    super::FIRST_WRITE_BURST_LIMIT,
+                );
             } else {
-                publish.await;
+                self.ctx
+                    .events
+                    .publish(&reference, type_, reason, action, note)
+                    .await;
             }
         }
         self.applies.clear();

@@ -4,8 +4,14 @@
 //! the child writes.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::EventType;
+
+use crate::kube_ext::EventSink;
 
 /// Children created within this window...
 const WINDOW: Duration = Duration::from_secs(2);
@@ -13,10 +19,24 @@ const WINDOW: Duration = Duration::from_secs(2);
 /// hand never does).
 const CREATES: usize = 40;
 
-/// The times of the latest child creations.
+/// The times of the latest child creations, and the Events held until the burst is over.
 #[derive(Default)]
 pub struct Burst {
     creates: Mutex<VecDeque<Instant>>,
+    /// Events held during a burst, oldest first, with when each was held.
+    held: Mutex<VecDeque<(Instant, HeldEvent)>>,
+    /// A task is publishing the held Events.
+    draining: AtomicBool,
+}
+
+/// An Event held during a burst: only its data (a few hundred bytes), not a task or a
+/// future per Event.
+pub struct HeldEvent {
+    pub reference: ObjectReference,
+    pub type_: EventType,
+    pub reason: &'static str,
+    pub action: &'static str,
+    pub note: String,
 }
 
 impl Burst {
@@ -38,12 +58,54 @@ impl Burst {
         self.busy_at(Instant::now())
     }
 
-    /// Returns once no burst is on (checking every second), or after `limit`.
-    pub async fn wait_until_over(&self, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        while self.busy() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_secs(1)).await;
+    /// Holds `event` until the burst is over or it has waited `limit`, then publishes it
+    /// through `events`. One task publishes the held Events, one at a time: when thousands
+    /// were held and each had its own task, they went out at once when the burst ended
+    /// (7,400 Event creates within 20 s at 10,000 new Microservices), over as many
+    /// connections, which the client then kept idle for 90 s (~170 MB).
+    pub fn hold(self: &Arc<Self>, events: EventSink, event: HeldEvent, limit: Duration) {
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back((Instant::now(), event));
+        if !self.draining.swap(true, Ordering::SeqCst) {
+            let burst = self.clone();
+            tokio::spawn(async move { burst.publish_held(events, limit).await });
         }
+    }
+
+    /// Publishes the held Events, oldest first, each once the burst is over or it has waited
+    /// `limit`; returns when none is left.
+    async fn publish_held(&self, events: EventSink, limit: Duration) {
+        loop {
+            let next = {
+                let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+                match held.front() {
+                    None => {
+                        // Under the lock: a `hold` after this sees `draining` false and
+                        // starts a new task.
+                        self.draining.store(false, Ordering::SeqCst);
+                        return;
+                    }
+                    Some((at, _)) if self.busy() && at.elapsed() < limit => None,
+                    Some(_) => held.pop_front(),
+                }
+            };
+            match next {
+                Some((_, e)) => {
+                    events
+                        .publish(&e.reference, e.type_, e.reason, e.action, e.note)
+                        .await
+                }
+                None => tokio::time::sleep(Duration::from_secs(1)).await,
+            }
+        }
+    }
+
+    /// How many Events are held.
+    #[cfg(test)]
+    fn held(&self) -> usize {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     fn busy_at(&self, now: Instant) -> bool {
@@ -58,6 +120,83 @@ impl Burst {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Held Events stay held while the burst lasts, then go out one at a time, oldest
+    /// first, over a mock apiserver that records when each request arrives and how many
+    /// were in flight at once.
+    #[tokio::test]
+    async fn held_events_follow_the_burst_one_at_a_time() {
+        use http::{Request, Response};
+        use kube::client::Body;
+        use std::sync::atomic::AtomicUsize;
+
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let notes = Arc::new(Mutex::new(Vec::new()));
+        let (flight, peak, seen) = (in_flight.clone(), most.clone(), notes.clone());
+        tokio::spawn(async move {
+            while let Some((request, send)) = handle.next_request().await {
+                let now = flight.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                let bytes = request.into_body().collect_bytes().await.expect("body");
+                let event: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+                seen.lock()
+                    .expect("notes")
+                    .push((Instant::now(), event["note"].as_str().unwrap_or("").to_string()));
+                let (flight, send) = (flight.clone(), send);
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    flight.fetch_sub(1, Ordering::SeqCst);
+                    let response = Response::builder()
+                        .status(201)
+                        .body(Body::from(bytes.to_vec()))
+                        .expect("response");
+                    send.send_response(response);
+                });
+            }
+        });
+        let client = kube::Client::new(service, "shop");
+        let events = EventSink::new(client, crate::kube_ext::reporter("shoal"));
+        let burst = Arc::new(Burst::default());
+        for _ in 0..CREATES {
+            burst.created();
+        }
+        assert!(burst.busy());
+        let started = Instant::now();
+        for i in 0..5 {
+            let event = HeldEvent {
+                reference: ObjectReference {
+                    name: Some(format!("ms-{i}")),
+                    namespace: Some("shop".into()),
+                    ..ObjectReference::default()
+                },
+                type_: EventType::Normal,
+                reason: "Created",
+                action: "Apply",
+                note: format!("note {i}"),
+            };
+            burst.hold(events.clone(), event, Duration::from_secs(60));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(notes.lock().expect("notes").is_empty(), "held while busy");
+        assert_eq!(burst.held(), 5);
+        // The burst ends WINDOW after its last create; then all five go out.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while notes.lock().expect("notes").len() < 5 {
+            assert!(Instant::now() < deadline, "the held Events were not published");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let notes = notes.lock().expect("notes").clone();
+        assert!(notes[0].0.duration_since(started) >= WINDOW - Duration::from_millis(100));
+        let order: Vec<&str> = notes.iter().map(|(_, n)| n.as_str()).collect();
+        assert_eq!(order, ["note 0", "note 1", "note 2", "note 3", "note 4"]);
+        assert_eq!(most.load(Ordering::SeqCst), 1, "one at a time");
+        assert_eq!(burst.held(), 0);
+        // The task ended with the queue; a later hold outside a burst starts another.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!burst.draining.load(Ordering::SeqCst));
+    }
 
     #[test]
     fn many_creates_within_the_window_are_a_burst_until_they_stop() {
