@@ -141,9 +141,10 @@ mod tests {
                 peak.fetch_max(now, Ordering::SeqCst);
                 let bytes = request.into_body().collect_bytes().await.expect("body");
                 let event: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
-                seen.lock()
-                    .expect("notes")
-                    .push((Instant::now(), event["note"].as_str().unwrap_or("").to_string()));
+                seen.lock().expect("notes").push((
+                    Instant::now(),
+                    event["note"].as_str().unwrap_or("").to_string(),
+                ));
                 let (flight, send) = (flight.clone(), send);
                 tokio::spawn(async move {
                     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -184,7 +185,10 @@ mod tests {
         // The burst ends WINDOW after its last create; then all five go out.
         let deadline = Instant::now() + Duration::from_secs(10);
         while notes.lock().expect("notes").len() < 5 {
-            assert!(Instant::now() < deadline, "the held Events were not published");
+            assert!(
+                Instant::now() < deadline,
+                "the held Events were not published"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let notes = notes.lock().expect("notes").clone();
