@@ -368,11 +368,7 @@ impl Step<'_> {
                     action,
                     note,
                 };
-                self.ctx.burst.hold(
-                    self.ctx.events.clone(),
-                    event,
-                    super::FIRST_WRITE_BURST_LIMIT,
-                );
+                self.ctx.burst.hold(self.ctx.events.clone(), event);
             } else {
                 self.ctx
                     .events

@@ -58,25 +58,27 @@ impl Burst {
         self.busy_at(Instant::now())
     }
 
-    /// Holds `event` until the burst is over or it has waited `limit`, then publishes it
+    /// Holds `event` until the burst is over or it has waited
+    /// [`super::FIRST_WRITE_BURST_LIMIT`] (as a first status does), then publishes it
     /// through `events`. One task publishes the held Events, one at a time: when thousands
     /// were held and each had its own task, they went out at once when the burst ended
     /// (7,400 Event creates within 20 s at 10,000 new Microservices), over as many
     /// connections, which the client then kept idle for 90 s (~170 MB).
-    pub fn hold(self: &Arc<Self>, events: EventSink, event: HeldEvent, limit: Duration) {
+    pub fn hold(self: &Arc<Self>, events: EventSink, event: HeldEvent) {
         self.held
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push_back((Instant::now(), event));
         if !self.draining.swap(true, Ordering::SeqCst) {
             let burst = self.clone();
-            tokio::spawn(async move { burst.publish_held(events, limit).await });
+            tokio::spawn(async move { burst.publish_held(events).await });
         }
     }
 
     /// Publishes the held Events, oldest first, each once the burst is over or it has waited
-    /// `limit`; returns when none is left.
-    async fn publish_held(&self, events: EventSink, limit: Duration) {
+    /// its limit; returns when none is left.
+    async fn publish_held(&self, events: EventSink) {
+        let limit = super::FIRST_WRITE_BURST_LIMIT;
         loop {
             let next = {
                 let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
@@ -177,7 +179,7 @@ mod tests {
                 action: "Apply",
                 note: format!("note {i}"),
             };
-            burst.hold(events.clone(), event, Duration::from_secs(60));
+            burst.hold(events.clone(), event);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert!(notes.lock().expect("notes").is_empty(), "held while busy");

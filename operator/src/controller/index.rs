@@ -13,7 +13,7 @@ use kube::runtime::watcher;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::packed::PackedStore;
+use crate::packed::{PackedStore, key};
 
 /// Owner uid -> the objects that name it in their owner references, kept current from the
 /// same watch events as the cache it indexes (a relist replaces it whole at `InitDone`, as
@@ -66,6 +66,7 @@ where
     owners: HashMap<Box<str>, Owners>,
     /// A relist in progress: what it has listed so far.
     relist: Option<Vec<(Box<str>, Owners)>>,
+    /// The index is of `K`s.
     kind: std::marker::PhantomData<fn() -> K>,
     /// Fed by a watch: without one (caches filled by hand in tests) lookups scan the store.
     followed: bool,
@@ -110,10 +111,6 @@ fn owner_uids<K: Resource>(object: &K) -> Owners {
         .flatten()
         .map(|o| o.uid.as_str().into())
         .collect()
-}
-
-fn key<K: Resource>(object: &K) -> Box<str> {
-    crate::packed::key(object)
 }
 
 impl<K> OwnerIndex<K>
