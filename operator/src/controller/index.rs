@@ -61,7 +61,7 @@ where
     /// [`crate::packed::slot`]): a short list (an owner has a handful), not a set, which
     /// would allocate a table per owner; and a slot where an `ObjectRef` took 96 bytes and
     /// four strings per copy, every object being listed twice.
-    by_owner: HashMap<Box<str>, Vec<Box<str>>>,
+    by_owner: HashMap<Uid, Vec<Box<str>>>,
     /// Slot -> the uids of its owners.
     owners: HashMap<Box<str>, Owners>,
     /// A relist in progress: what it has listed so far.
@@ -90,7 +90,7 @@ where
     fn insert(&mut self, key: Box<str>, owners: Owners) {
         self.remove(&key);
         for owner in &owners {
-            let set = self.by_owner.entry(owner.clone()).or_default();
+            let set = self.by_owner.entry(*owner).or_default();
             if !set.contains(&key) {
                 set.push(key.clone());
                 set.shrink_to_fit();
@@ -101,7 +101,27 @@ where
 }
 
 /// The uids of an object's owners.
-type Owners = Box<[Box<str>]>;
+type Owners = Box<[Uid]>;
+
+/// An owner's uid as 16 bytes in the table: a UUID (what the apiserver assigns) read as its
+/// number, anything else (fixtures) by the first 16 bytes of its SHA-256. A uid as a string
+/// took an allocation of 48 bytes, twice per indexed object.
+type Uid = u128;
+
+fn uid(uid: &str) -> Uid {
+    let hex: String = uid.chars().filter(|c| *c != '-').collect();
+    match hex.len() == 32 && uid.len() == 36 {
+        true => u128::from_str_radix(&hex, 16).ok(),
+        false => None,
+    }
+    .unwrap_or_else(|| {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(uid.as_bytes());
+        let mut first = [0u8; 16];
+        first.copy_from_slice(&digest[..16]);
+        u128::from_be_bytes(first)
+    })
+}
 
 fn owner_uids<K: Resource>(object: &K) -> Owners {
     object
@@ -109,7 +129,7 @@ fn owner_uids<K: Resource>(object: &K) -> Owners {
         .owner_references
         .iter()
         .flatten()
-        .map(|o| o.uid.as_str().into())
+        .map(|o| uid(&o.uid))
         .collect()
 }
 
@@ -167,12 +187,12 @@ where
     }
 
     /// The objects of `store` owned by `uid`, sorted by name.
-    pub fn owned_by(&self, store: &PackedStore<K>, uid: &str) -> Vec<Arc<K>> {
+    pub fn owned_by(&self, store: &PackedStore<K>, owner: &str) -> Vec<Arc<K>> {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
         let mut owned: Vec<Arc<K>> = match inner.followed {
             true => inner
                 .by_owner
-                .get(uid)
+                .get(&uid(owner))
                 .into_iter()
                 .flatten()
                 .filter_map(|slot| store.get_slot(slot))
@@ -180,7 +200,7 @@ where
             false => store
                 .state()
                 .into_iter()
-                .filter(|o| owner_uids(o.as_ref()).iter().any(|u| &**u == uid))
+                .filter(|o| owner_uids(o.as_ref()).contains(&uid(owner)))
                 .collect(),
         };
         owned.sort_by(|a, b| a.meta().name.cmp(&b.meta().name));
@@ -214,6 +234,16 @@ mod tests {
         v.iter()
             .map(|r| r.metadata.name.clone().expect("name"))
             .collect()
+    }
+
+    #[test]
+    fn uids_are_numbers_and_other_strings_their_hash() {
+        let a = "6f1c2d3e-4a5b-4c6d-8e7f-9a0b1c2d3e4f";
+        assert_eq!(uid(a), 0x6f1c2d3e_4a5b_4c6d_8e7f_9a0b1c2d3e4f);
+        assert_ne!(uid("u-1"), uid("u-2"));
+        assert_eq!(uid("u-1"), uid("u-1"));
+        // 32 hex digits without the dashes are not a UUID as the apiserver writes it.
+        assert_ne!(uid("6f1c2d3e4a5b4c6d8e7f9a0b1c2d3e4f"), uid(a));
     }
 
     #[test]

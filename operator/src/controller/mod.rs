@@ -15,6 +15,7 @@ pub mod index;
 pub mod pod_monitors;
 pub mod reclaim;
 pub mod reconcile;
+pub mod resync;
 pub mod render;
 pub mod rollout;
 pub mod status;
@@ -406,6 +407,8 @@ pub async fn run(
         .shutdown_on_signal();
     metrics.microservices.attach(controller.store());
     let shared_microservices = controller.store();
+    let resyncs = resync::triggers(controller.store(), config.resync);
+    let controller = controller.reconcile_on(resyncs);
 
     // ReplicaSets are only read (which old ConfigMaps a retained revision still uses); they
     // are owned by Deployments, so they trigger nothing themselves.
@@ -563,7 +566,7 @@ async fn reconcile_in_time(packed: Arc<PackedMicroservice>, ctx: Arc<Context>) -
     ctx.written.purge();
     let Some(ms) = packed.unpack() else {
         // Damaged bytes (never seen): the next event or resync packs it again.
-        return Ok(Action::requeue(ctx.resync));
+        return Ok(Action::await_change());
     };
     let ms = freshest(&ctx, Arc::new(ms));
     tokio::time::timeout(RECONCILE_TIMEOUT, reconcile::reconcile(ms, ctx))

@@ -67,11 +67,13 @@ pub async fn reconcile(ms: Arc<Microservice>, ctx: Arc<Context>) -> Result<Actio
         write_status(&ctx, &ms, &new).await?; // client
     }
     ctx.forget_failures(&ms);
-    let mut requeue = held.map_or(ctx.resync, |d| d.min(ctx.resync));
+    // Back when a held write may be made or a canary step is due; else on the next change
+    // or the periodic re-check (`resync::triggers`), which needs no timer per Microservice.
+    let mut requeue = held.filter(|d| *d < ctx.resync);
     if canary_in_flight {
-        requeue = requeue.min(canary::CANARY_REQUEUE);
+        requeue = Some(requeue.map_or(canary::CANARY_REQUEUE, |d| d.min(canary::CANARY_REQUEUE)));
     }
-    Ok(Action::requeue(requeue))
+    Ok(requeue.map_or_else(Action::await_change, Action::requeue))
 }
 
 /// An invalid spec: Ready=False and a Warning Event, then nothing until the spec changes.
