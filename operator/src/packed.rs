@@ -335,6 +335,11 @@ static DICTIONARIES: std::sync::LazyLock<HashMap<&'static str, Dictionary>> =
                 include_str!("projection/testdata/cronjob.json"),
                 Some(projection::OWNED_ONLY),
             ),
+            // ConfigMaps are watched as their metadata (`PartialObjectMetadata`).
+            sample::<kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::ConfigMap>>(
+                include_str!("projection/testdata/configmap-metadata.json"),
+                None,
+            ),
         ]
         .into_iter()
         .flatten()

@@ -281,6 +281,7 @@ fn every_dictionary_loads() {
     assert_eq!(
         kinds,
         [
+            "ConfigMap",
             "CronJob",
             "Deployment",
             "Ingress",
@@ -310,4 +311,32 @@ fn a_microservice_packs_against_its_dictionary() {
         "{} of {alone}",
         packed.packed_len()
     );
+}
+
+/// Another ConfigMap's metadata than the dictionary's, as the metadata watch gives it and
+/// the store keeps it: a fraction of what it packs to alone.
+#[test]
+fn a_config_maps_metadata_packs_against_its_dictionary() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::core::PartialObjectMeta;
+    let meta: PartialObjectMeta<ConfigMap> =
+        another_microservices(&load::<PartialObjectMeta<ConfigMap>>("configmap-metadata"));
+    let store = PackedStore::<PartialObjectMeta<ConfigMap>>::whole();
+    let json = projection::slim_json(&meta).expect("json");
+    let alone = compress("NoDictionary", &json).expect("packs").len();
+    let packed = store.pack(&meta).expect("packs");
+    println!(
+        "configmap metadata slim {:>6} alone {alone:>6} packed {:>6}",
+        json.len(),
+        packed.len()
+    );
+    assert!(packed.len() * 2 < alone, "{} of {alone}", packed.len());
+    store.apply_watcher_event(&kube::runtime::watcher::Event::Apply(meta.clone()));
+    let back = store
+        .get(&ObjectRef::from_obj(&meta))
+        .expect("reads back");
+    // Whole but for managedFields, which nothing reads.
+    let mut expected = meta.metadata.clone();
+    expected.managed_fields = None;
+    assert_eq!(back.metadata, expected);
 }
