@@ -12,8 +12,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     triple="$(uname -m)-unknown-linux-gnu" \
  && RUSTFLAGS="-C target-feature=+crt-static" \
-    cargo build --release --locked -p shoal --bin shoal --target "$triple" \
- && install -D -m 0755 "target/$triple/release/shoal" /out/usr/local/bin/shoal \
+    cargo build --profile dist --locked -p shoal --bin shoal --target "$triple" \
+ && install -D -m 0755 "target/$triple/dist/shoal" /out/usr/local/bin/shoal \
  && mkdir -p /out/etc /out/tmp && chmod 1777 /out/tmp \
  && printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' > /out/etc/passwd \
  && printf 'root:x:0:\nnonroot:x:65532:\n' > /out/etc/group

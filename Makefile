@@ -22,11 +22,12 @@ bench: deps cluster-bin
 	cargo build --release --workspace --bins
 	$(TARGET_DIR)/release/bench-reaction $(BENCH_ARGS)
 
-## bench-scale: N Microservices (default 1000) against a bare client writing the same children: time, writes per Microservice, memory (release build; BENCH_ARGS: --rounds R --concurrency C --replicas K).
+## bench-scale: N Microservices (default 1000) against a bare client writing the same children: time, writes per Microservice, memory (the operator as the image ships it, profile dist; BENCH_ARGS: --rounds R --concurrency C --replicas K).
 N ?= 1000
 bench-scale: deps cluster-bin
-	cargo build --release --workspace --bins
-	$(TARGET_DIR)/release/bench-scale --count $(N) $(BENCH_ARGS)
+	cargo build --profile dist -p shoal --bin shoal
+	cargo build --release -p shoal-e2e --bin bench-scale
+	BENCH_SHOAL_BIN=$(TARGET_DIR)/dist/shoal $(TARGET_DIR)/release/bench-scale --count $(N) $(BENCH_ARGS)
 
 ## test: unit tests, golden and drift tests, then the end-to-end suite on the local control plane.
 test: deps cluster-bin tools image

@@ -23,12 +23,12 @@ step() { echo "[image.sh $(date +%T)] $*"; }
 bash hack/tools.sh
 CRANE=${SHOAL_TOOLS:-$HOME/.cache/shoal/tools}/crane
 
-step "static release build of shoal ($TRIPLE, crt-static)"
+step "static release build of shoal (profile dist: LTO) ($TRIPLE, crt-static)"
 started=$(date +%s)
 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
-  cargo build --release --locked -p shoal --bin shoal --target "$TRIPLE"
+  cargo build --profile dist --locked -p shoal --bin shoal --target "$TRIPLE"
 step "release build took $(( $(date +%s) - started )) s"
-BIN=$TARGET_DIR/$TRIPLE/release/shoal
+BIN=$TARGET_DIR/$TRIPLE/dist/shoal
 if ! ldd "$BIN" 2>&1 | grep -Eq 'statically linked|not a dynamic executable'; then
   echo "image.sh: $BIN is not statically linked:" >&2; ldd "$BIN" >&2; exit 1
 fi

@@ -214,7 +214,7 @@ fn dockerfile_builds_the_same_image() {
         std::fs::read_to_string(support::repo_root().join("hack/image.sh")).expect("image.sh");
     for both in [
         "-C target-feature=+crt-static",
-        "cargo build --release --locked -p shoal --bin shoal --target",
+        "cargo build --profile dist --locked -p shoal --bin shoal --target",
         "nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin",
         "org.opencontainers.image.source",
         "org.opencontainers.image.version",

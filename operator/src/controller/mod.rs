@@ -15,8 +15,8 @@ pub mod index;
 pub mod pod_monitors;
 pub mod reclaim;
 pub mod reconcile;
-pub mod resync;
 pub mod render;
+pub mod resync;
 pub mod rollout;
 pub mod status;
 

@@ -96,7 +96,10 @@ mod tests {
         }
         // 100 per slice on average; a hash that bunched them would put hundreds in some.
         let (min, max) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
-        assert!(*min >= 50 && *max <= 160, "slices hold {min}..{max} of 30,000");
+        assert!(
+            *min >= 50 && *max <= 160,
+            "slices hold {min}..{max} of 30,000"
+        );
         assert_ne!(
             slice_of(Some("a"), "bc", slices),
             slice_of(Some("ab"), "c", slices),
@@ -131,7 +134,11 @@ mod tests {
             assert!(start.elapsed() >= period, "nothing before one period");
             *seen.entry(next.name).or_default() += 1;
         }
-        assert!(start.elapsed() <= 3 * period, "within three periods: {:?}", start.elapsed());
+        assert!(
+            start.elapsed() <= 3 * period,
+            "within three periods: {:?}",
+            start.elapsed()
+        );
         assert_eq!(seen.len(), 40);
         assert!(seen.values().all(|n| *n == 2), "{seen:?}");
     }

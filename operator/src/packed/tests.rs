@@ -332,9 +332,7 @@ fn a_config_maps_metadata_packs_against_its_dictionary() {
     );
     assert!(packed.len() * 2 < alone, "{} of {alone}", packed.len());
     store.apply_watcher_event(&kube::runtime::watcher::Event::Apply(meta.clone()));
-    let back = store
-        .get(&ObjectRef::from_obj(&meta))
-        .expect("reads back");
+    let back = store.get(&ObjectRef::from_obj(&meta)).expect("reads back");
     // Whole but for managedFields, which nothing reads.
     let mut expected = meta.metadata.clone();
     expected.managed_fields = None;

@@ -45,7 +45,9 @@ const USAGE: &str = "usage: bench-scale [--count N] [--rounds R] [--concurrency 
   --only WHO       run only `shoal` or only `bare` (a memory run at 10,000: no ratio)
 
 The operator takes its settings from the environment (SHOAL_CONCURRENCY=32, say);
-BENCH_SHOAL_LOG sets its log filter (shoal=debug logs what each status write changed).";
+BENCH_SHOAL_LOG sets its log filter (shoal=debug logs what each status write changed);
+BENCH_SHOAL_BIN the operator's binary (default: `shoal` beside this one; `make bench-scale`
+gives it the build the image ships, profile `dist`).";
 
 struct Args {
     count: usize,
@@ -239,7 +241,8 @@ fn wait_limit(count: usize) -> Duration {
 }
 
 /// How long after the operator is quiet its memory is read again: jemalloc returns freed
-/// pages to the system over 10 s.
+/// pages to the system over 1 s as the operator is built (`.cargo/config.toml`), over 10 s
+/// with its default.
 const SETTLE: Duration = Duration::from_secs(15);
 
 /// A `shoal run` for one namespace, with its /metrics on a known port.
@@ -260,7 +263,10 @@ impl Operator {
             .append(true)
             .open(bed.dir.join("logs").join(format!("bench-{ns}.log")))
             .expect("log");
-        let child = Command::new(sibling_bin("shoal"))
+        let binary = std::env::var_os("BENCH_SHOAL_BIN")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| sibling_bin("shoal"));
+        let child = Command::new(&binary)
             .args(["run", "--namespace", ns])
             .env("KUBECONFIG", &bed.kubeconfig)
             .env(
