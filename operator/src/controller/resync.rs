@@ -95,7 +95,8 @@ mod tests {
             counts[slice as usize] += 1;
         }
         // 100 per slice on average; a hash that bunched them would put hundreds in some.
-        let (min, max) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
+        let min = counts.iter().min().expect("300 slices");
+        let max = counts.iter().max().expect("300 slices");
         assert!(
             *min >= 50 && *max <= 160,
             "slices hold {min}..{max} of 30,000"
