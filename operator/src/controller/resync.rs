@@ -52,6 +52,11 @@ pub fn triggers(
         let mut slice = 0;
         loop {
             ticks.tick().await;
+            // The controller stopped (a lost lease, a shutdown): this task ends with it, even
+            // over an empty store, where no send would have failed.
+            if tx.is_closed() {
+                return;
+            }
             // The store's objects are shared `Arc`s: the snapshot is a vector of pointers,
             // dropped before the next slice.
             for ms in store.state() {
