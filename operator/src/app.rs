@@ -65,8 +65,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     tokio::spawn(server::serve(listener, metrics.clone(), health.clone()));
 
     let config = client_config().await?;
-    let client =
-        kube::Client::try_from(config.clone()).context("building the Kubernetes client")?;
+    let client = counted_client(config.clone(), metrics.clone())?;
     crate::controller::check_crd_installed(&client, namespace.as_deref()).await?;
     let controller_config = crate::controller::Config {
         resync: Duration::from_secs(resync_seconds),
@@ -209,6 +208,20 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
 /// names itself `shoal/<version>` in the apiserver's logs and audit trail.
 pub async fn client() -> anyhow::Result<kube::Client> {
     kube::Client::try_from(client_config().await?).context("building the Kubernetes client")
+}
+
+/// A client like [`client`]'s that counts its requests in `metrics`
+/// (`shoal_kubernetes_requests_total`, by method).
+fn counted_client(config: kube::Config, metrics: Arc<Metrics>) -> anyhow::Result<kube::Client> {
+    let count =
+        tower::util::MapRequestLayer::new(move |request: http::Request<kube::client::Body>| {
+            metrics.kubernetes_request(request.method());
+            request
+        });
+    Ok(kube::client::ClientBuilder::try_from(config)
+        .context("building the Kubernetes client")?
+        .with_layer(&count)
+        .build())
 }
 
 /// The configuration of [`client`].

@@ -47,6 +47,13 @@ pub struct QueryErrorLabels {
     pub reason: String,
 }
 
+/// Label set of the apiserver request counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MethodLabels {
+    /// The HTTP method: GET (reads, lists and watches), POST, PUT, PATCH, DELETE.
+    pub method: String,
+}
+
 /// Label set of the build info metric.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
@@ -69,6 +76,7 @@ pub struct Metrics {
     query_errors: Family<QueryErrorLabels, Counter>,
     scale_writes: Counter,
     canary_queries: Counter,
+    kubernetes_requests: Family<MethodLabels, Counter>,
     /// Gauges computed from the controller's Microservice cache, once it is attached.
     pub microservices: crate::condition_metrics::ConditionMetrics,
 }
@@ -178,6 +186,12 @@ impl Metrics {
             "Prometheus queries sent by the canary analysis (three per group of canaries sharing metric names, selector and interval, once per interval)",
             canary_queries.clone(),
         );
+        let kubernetes_requests = Family::<MethodLabels, Counter>::default();
+        registry.register(
+            "kubernetes_requests",
+            "Requests the loops sent to the Kubernetes apiserver, by HTTP method (a watch counts once, when it starts; leader election's lease renewals are not counted)",
+            kubernetes_requests.clone(),
+        );
         let microservices = crate::condition_metrics::ConditionMetrics::default();
         registry.register_collector(Box::new(microservices.clone()));
         Metrics {
@@ -186,6 +200,7 @@ impl Metrics {
             query_errors,
             scale_writes,
             canary_queries,
+            kubernetes_requests,
             registry: root,
             reconciles,
             reconcile_errors,
@@ -196,6 +211,15 @@ impl Metrics {
             leader,
             microservices,
         }
+    }
+
+    /// Counts a request to the apiserver by its HTTP method.
+    pub fn kubernetes_request(&self, method: &http::Method) {
+        self.kubernetes_requests
+            .get_or_create(&MethodLabels {
+                method: method.as_str().to_string(),
+            })
+            .inc();
     }
 
     /// Counts a query of the canary analysis.
@@ -324,7 +348,19 @@ mod tests {
         metrics.observe_query(Duration::from_millis(20), Some(("shop", "api", "timeout")));
         metrics.observe_tick_lag(Duration::from_millis(250));
         metrics.set_leader(true);
+        metrics.kubernetes_request(&http::Method::PATCH);
+        metrics.kubernetes_request(&http::Method::GET);
+        metrics.kubernetes_request(&http::Method::GET);
         let text = metrics.render();
+        assert_eq!(
+            sample(&text, "shoal_kubernetes_requests_total{method=\"GET\"}"),
+            Some(2.0),
+            "{text}"
+        );
+        assert_eq!(
+            sample(&text, "shoal_kubernetes_requests_total{method=\"PATCH\"}"),
+            Some(1.0)
+        );
         assert_eq!(sample(&text, "shoal_reconciles_total"), Some(1.0), "{text}");
         assert_eq!(
             sample(&text, "shoal_reconcile_errors_total{reason=\"kube\"}"),

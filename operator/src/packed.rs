@@ -252,6 +252,18 @@ pub fn key<K: Resource>(object: &K) -> Box<str> {
     )
 }
 
+/// A number that moves whenever an object's uid or resourceVersion does (None without a
+/// resourceVersion): what the caches that remember what they read of an object (the
+/// scrape's rows, the metrics loop's non-targets) compare, eight bytes where the two
+/// strings took ~130.
+pub fn version_of(meta: &ObjectMeta) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let version = meta.resource_version.as_deref()?;
+    let mut hasher = std::hash::DefaultHasher::new();
+    (meta.uid.as_deref(), version).hash(&mut hasher);
+    Some(hasher.finish())
+}
+
 /// "namespace/name", or "name" for an object without a namespace (no name holds a '/').
 pub fn slot(namespace: Option<&str>, name: &str) -> Box<str> {
     match namespace {

@@ -249,3 +249,37 @@ fn the_status_builder_writes_nothing_when_nothing_but_noise_changed() {
     );
     assert!(status::patch(Some(&stored), &s3, &c2).is_some());
 }
+
+/// The loop passes over a Microservice it found not to be a target without unpacking it
+/// until its version moves: same version, other contents, still skipped (the apiserver
+/// never does this; here it shows the skip); a new version is read again and becomes a
+/// target; a deleted one leaves the skipped set.
+#[test]
+fn a_non_target_is_skipped_until_its_version_moves() {
+    use crate::caches::PackedMicroservice;
+    const OTHER_ENGINE: &str = "  image: app:1\n  autoscaling:\n    engine: HPA\n    minReplicas: 1\n    maxReplicas: 10\n    cpu: {targetUtilization: 70}\n";
+    let at = |spec: &str, version: &str| {
+        let mut ms = microservice(spec);
+        ms.metadata.uid = Some("0b6b8f1e-5c1d-4f8e-9a57-3f0f1c2d3e4f".into());
+        ms.metadata.resource_version = Some(version.into());
+        Arc::new(PackedMicroservice::pack(&ms).expect("packs"))
+    };
+    let mut skipped = std::collections::HashSet::new();
+    let found = super::select_targets(vec![at(OTHER_ENGINE, "1")], &mut skipped);
+    assert!(found.is_empty(), "the HPA engine is not the loop's");
+    assert_eq!(skipped.len(), 1, "remembered as not a target");
+    // Same version, now the Shoal engine: not unpacked, so still skipped.
+    let found = super::select_targets(vec![at(SPEC, "1")], &mut skipped);
+    assert!(found.is_empty(), "a remembered version is not read again");
+    assert_eq!(skipped.len(), 1);
+    // A new version is read again.
+    let found = super::select_targets(vec![at(SPEC, "2")], &mut skipped);
+    assert_eq!(found.len(), 1, "the new version is the Shoal engine's");
+    assert!(skipped.is_empty(), "a target is not remembered as skipped");
+    // Invalid, then gone: remembered, then forgotten.
+    let found = super::select_targets(vec![at("  image: ''\n", "3")], &mut skipped);
+    assert!(found.is_empty());
+    assert_eq!(skipped.len(), 1);
+    super::select_targets(Vec::new(), &mut skipped);
+    assert!(skipped.is_empty(), "a deleted Microservice is forgotten");
+}

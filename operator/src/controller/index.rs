@@ -44,7 +44,6 @@ where
         OwnerIndex {
             inner: Arc::new(RwLock::new(Inner {
                 by_owner: HashMap::new(),
-                owners: HashMap::new(),
                 relist: None,
                 followed: false,
                 kind: std::marker::PhantomData,
@@ -57,13 +56,14 @@ struct Inner<K: Resource>
 where
     K::DynamicType: Eq + Hash + Clone,
 {
-    /// Owner uid -> its objects, by their store slot ("namespace/name",
-    /// [`crate::packed::slot`]): a short list (an owner has a handful), not a set, which
-    /// would allocate a table per owner; and a slot where an `ObjectRef` took 96 bytes and
-    /// four strings per copy, every object being listed twice.
-    by_owner: HashMap<Uid, Vec<Box<str>>>,
-    /// Slot -> the uids of its owners.
-    owners: HashMap<Box<str>, Owners>,
+    /// Owner uid -> the store slots ("namespace/name", [`crate::packed::slot`]) of the
+    /// objects that named it as an owner, joined by spaces (no name or namespace holds
+    /// one): one allocation per owner where a list of slots took one per object, and no
+    /// map back from objects to owners (that map and its copies of the slots took two
+    /// thirds of the index). An object that leaves an owner stays in the owner's slots
+    /// until it is deleted or the watch relists; [`OwnerIndex::owned_by`] reads each object's
+    /// owner references again, so it never returns one that no longer names the owner.
+    by_owner: HashMap<Uid, Box<str>>,
     /// A relist in progress: what it has listed so far.
     relist: Option<Vec<(Box<str>, Owners)>>,
     /// The index is of `K`s.
@@ -76,27 +76,36 @@ impl<K: Resource> Inner<K>
 where
     K::DynamicType: Eq + Hash + Clone,
 {
-    fn remove(&mut self, key: &str) {
-        for owner in self.owners.remove(key).unwrap_or_default() {
-            if let Some(set) = self.by_owner.get_mut(&owner) {
-                set.retain(|k| &**k != key);
-                if set.is_empty() {
-                    self.by_owner.remove(&owner);
+    /// Drops `slot` from its owners' slots.
+    fn remove(&mut self, slot: &str, owners: &[Uid]) {
+        for owner in owners {
+            let Some(slots) = self.by_owner.get_mut(owner) else {
+                continue;
+            };
+            if !slots.split(' ').any(|s| s == slot) {
+                continue;
+            }
+            let rest: Vec<&str> = slots.split(' ').filter(|s| *s != slot).collect();
+            match rest.is_empty() {
+                true => {
+                    self.by_owner.remove(owner);
                 }
+                false => *slots = rest.join(" ").into_boxed_str(),
             }
         }
     }
 
-    fn insert(&mut self, key: Box<str>, owners: Owners) {
-        self.remove(&key);
-        for owner in &owners {
-            let set = self.by_owner.entry(*owner).or_default();
-            if !set.contains(&key) {
-                set.push(key.clone());
-                set.shrink_to_fit();
+    /// Adds `slot` to its owners' slots.
+    fn insert(&mut self, slot: &str, owners: &[Uid]) {
+        for owner in owners {
+            match self.by_owner.get_mut(owner) {
+                Some(slots) if slots.split(' ').any(|s| s == slot) => {}
+                Some(slots) => *slots = format!("{slots} {slot}").into_boxed_str(),
+                None => {
+                    self.by_owner.insert(*owner, slot.into());
+                }
             }
         }
-        self.owners.insert(key, owners);
     }
 }
 
@@ -143,9 +152,9 @@ where
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
         match event {
             watcher::Event::Apply(object) => {
-                inner.insert(key(object), owner_uids(object));
+                inner.insert(&key(object), &owner_uids(object));
             }
-            watcher::Event::Delete(object) => inner.remove(&key(object)),
+            watcher::Event::Delete(object) => inner.remove(&key(object), &owner_uids(object)),
             watcher::Event::Init => inner.relist = Some(Vec::new()),
             watcher::Event::InitApply(object) => {
                 let entry = (key(object), owner_uids(object));
@@ -154,10 +163,10 @@ where
             watcher::Event::InitDone => {
                 let listed = inner.relist.take().unwrap_or_default();
                 inner.by_owner.clear();
-                inner.owners.clear();
                 for (key, owners) in listed {
-                    inner.insert(key, owners);
+                    inner.insert(&key, &owners);
                 }
+                inner.by_owner.shrink_to_fit();
             }
         }
     }
@@ -189,18 +198,20 @@ where
     /// The objects of `store` owned by `uid`, sorted by name.
     pub fn owned_by(&self, store: &PackedStore<K>, owner: &str) -> Vec<Arc<K>> {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        let owner = uid(owner);
         let mut owned: Vec<Arc<K>> = match inner.followed {
             true => inner
                 .by_owner
-                .get(&uid(owner))
+                .get(&owner)
                 .into_iter()
-                .flatten()
+                .flat_map(|slots| slots.split(' '))
                 .filter_map(|slot| store.get_slot(slot))
+                .filter(|o| owner_uids(o.as_ref()).contains(&owner))
                 .collect(),
             false => store
                 .state()
                 .into_iter()
-                .filter(|o| owner_uids(o.as_ref()).contains(&uid(owner)))
+                .filter(|o| owner_uids(o.as_ref()).contains(&owner))
                 .collect(),
         };
         owned.sort_by(|a, b| a.meta().name.cmp(&b.meta().name));
@@ -276,6 +287,6 @@ mod tests {
         feed(watcher::Event::InitDone);
         assert!(index.owned_by(&store, "b").is_empty());
         assert_eq!(names(index.owned_by(&store, "c")), ["c-1"]);
-        assert_eq!(index.inner.read().expect("lock").owners.len(), 1);
+        assert_eq!(index.inner.read().expect("lock").by_owner.len(), 1);
     }
 }

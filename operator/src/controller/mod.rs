@@ -149,8 +149,8 @@ pub struct Context {
     /// The PodMonitor watch cache, while the Prometheus Operator's CRD is installed.
     pod_monitors: Arc<pod_monitors::PodMonitors>,
     /// When this process last wrote each Microservice's status (for
-    /// [`Context::progress_write_delay`]).
-    status_written: Mutex<HashMap<ObjectRef<Microservice>, Instant>>,
+    /// [`Context::status_write_delay`]).
+    status_written: Mutex<StatusWrites>,
     /// The children written in the last seconds, so that a cache behind our own write does
     /// not make a pass write the same again.
     written: apply::Written,
@@ -188,7 +188,7 @@ impl Context {
             latest: Mutex::new(HashMap::new()),
             metrics,
             pod_monitors: Arc::default(),
-            status_written: Mutex::new(HashMap::new()),
+            status_written: Mutex::default(),
             written: apply::Written::default(),
             analyzer: None,
             burst: Arc::default(),
@@ -224,8 +224,7 @@ impl Context {
             self.status_written
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .get(&ObjectRef::from_obj(ms))
-                .map(Instant::elapsed)
+                .since(ms)
         };
         let rest = |interval: Duration, elapsed: Duration| {
             interval.checked_sub(elapsed).filter(|d| !d.is_zero())
@@ -258,7 +257,7 @@ impl Context {
         self.status_written
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&ObjectRef::from_obj(ms));
+            .forget(ms);
     }
 
     /// Remembers the Microservice our status write returned, for [`freshest`] (packed, as
@@ -271,13 +270,70 @@ impl Context {
         self.status_written
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(key.clone(), Instant::now());
+            .wrote(&written);
         if let Some(packed) = crate::caches::PackedMicroservice::pack(&written) {
             self.latest
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(key, packed);
         }
+    }
+}
+
+/// When this process last wrote each Microservice's status, for as long as a status write
+/// may wait on it ([`DETAIL_WRITE_INTERVAL`]): a Microservice not written for longer is
+/// forgotten, and one not found here is written at once. Keyed by a hash of its namespace
+/// and name: 24 bytes per recent write where an `ObjectRef` key and its strings took ~250
+/// for every Microservice, forever.
+#[derive(Debug, Default)]
+struct StatusWrites {
+    at: HashMap<u64, Instant>,
+    /// When entries older than [`DETAIL_WRITE_INTERVAL`] were last dropped.
+    purged: Option<Instant>,
+}
+
+impl StatusWrites {
+    fn key(ms: &Microservice) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::hash::DefaultHasher::new();
+        (
+            ms.metadata.namespace.as_deref(),
+            ms.metadata.name.as_deref(),
+        )
+            .hash(&mut hasher);
+        hasher.finish()
+    }
+
+    /// How long ago `ms`'s status was last written, if within [`DETAIL_WRITE_INTERVAL`].
+    fn since(&self, ms: &Microservice) -> Option<Duration> {
+        self.at
+            .get(&Self::key(ms))
+            .map(Instant::elapsed)
+            .filter(|elapsed| *elapsed < DETAIL_WRITE_INTERVAL)
+    }
+
+    fn wrote(&mut self, ms: &Microservice) {
+        self.at.insert(Self::key(ms), Instant::now());
+        self.purge();
+    }
+
+    fn forget(&mut self, ms: &Microservice) {
+        self.at.remove(&Self::key(ms));
+    }
+
+    /// Drops what no delay reads any more, at most once a minute.
+    fn purge(&mut self) {
+        if self
+            .purged
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(60))
+        {
+            return;
+        }
+        self.at.retain(|_, at| at.elapsed() < DETAIL_WRITE_INTERVAL);
+        if self.at.capacity() > 64 && self.at.len() * 4 < self.at.capacity() {
+            self.at.shrink_to_fit();
+        }
+        self.purged = Some(Instant::now());
     }
 }
 

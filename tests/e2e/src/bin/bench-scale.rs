@@ -292,8 +292,8 @@ impl Operator {
         op
     }
 
-    /// One sample of its /metrics (None while it does not answer).
-    fn metric(&self, name: &str) -> Option<f64> {
+    /// Its /metrics text (None while it does not answer).
+    fn scrape(&self) -> Option<String> {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(&self.metrics).ok()?;
         stream
@@ -307,28 +307,45 @@ impl Operator {
         .ok()?;
         let mut response = String::new();
         stream.read_to_string(&mut response).ok()?;
-        openmetrics::value(response.split("\r\n\r\n").nth(1)?, name, &[])
+        Some(response.split("\r\n\r\n").nth(1)?.to_string())
     }
 
-    /// Waits until at least `reconciles` reconciles have run and then none started for
-    /// `quiet`; returns seconds waited. Gives up after [`QUIET_LIMIT`]: at 10,000
-    /// Microservices the controller-manager numbers ReplicaSets for half an hour, and each of
-    /// its status updates wakes a reconcile (which writes nothing), so "quiet" may not come
-    /// within the run. A restarted operator reconciles every Microservice once, but only
-    /// after its caches are listed, which at 10,000 takes longer than `quiet`: hence the
-    /// count.
+    /// One sample of its /metrics (None while it does not answer).
+    fn metric(&self, name: &str) -> Option<f64> {
+        openmetrics::value(&self.scrape()?, name, &[])
+    }
+
+    /// Waits until at least `reconciles` reconciles have run and then the operator sent no
+    /// write to the apiserver (`shoal_kubernetes_requests_total` other than GET) for
+    /// `quiet`; returns seconds waited. Writes, not reconciles: at 10,000 Microservices the
+    /// periodic re-check reconciles ~30 a second and writes nothing, and the
+    /// controller-manager's status updates wake reconciles that write nothing. A restarted
+    /// operator reconciles every Microservice once, but only after its caches are listed,
+    /// which at 10,000 takes longer than `quiet`: hence the count. Gives up after
+    /// [`QUIET_LIMIT`].
     fn wait_quiet(&self, quiet: Duration, reconciles: f64) -> f64 {
         let start = Instant::now();
-        let mut last = self.metric("shoal_reconciles_total");
+        let sample = || {
+            let text = self.scrape()?;
+            let requests = "shoal_kubernetes_requests_total";
+            let writes = openmetrics::value(&text, requests, &[]).unwrap_or(0.0)
+                - openmetrics::value(&text, requests, &[("method", "GET")]).unwrap_or(0.0);
+            Some((
+                writes,
+                openmetrics::value(&text, "shoal_reconciles_total", &[]),
+            ))
+        };
+        let mut last = sample();
         let mut since = Instant::now();
-        let enough = |n: Option<f64>| n.is_some_and(|n| n >= reconciles);
+        let enough =
+            |s: Option<(f64, Option<f64>)>| s.and_then(|(_, n)| n).is_some_and(|n| n >= reconciles);
         while (since.elapsed() < quiet || !enough(last)) && start.elapsed() < QUIET_LIMIT {
-            std::thread::sleep(Duration::from_millis(250));
-            let now = self.metric("shoal_reconciles_total");
-            if now != last {
-                last = now;
+            std::thread::sleep(Duration::from_millis(500));
+            let now = sample();
+            if now.map(|(w, _)| w) != last.map(|(w, _)| w) || !enough(last) {
                 since = Instant::now();
             }
+            last = now;
         }
         (start.elapsed() - quiet).as_secs_f64()
     }
