@@ -230,7 +230,7 @@ impl ConditionMetrics {
         for packed in state {
             let meta = packed.meta();
             let at = name_hash(meta.namespace.as_deref(), meta.name.as_deref());
-            let version = crate::packed::version_of(meta);
+            let version = packed.version_hash();
             let row = match previous.remove(&at) {
                 Some((read_at, row)) if Some(read_at) == version => row,
                 _ => match packed.unpack() {

@@ -403,11 +403,16 @@ fn unpack<K: DeserializeOwned>(kind: &str, packed: &[u8]) -> Option<K> {
 
 /// One object packed like a [`PackedStore`]'s, as a resource of its own: kube-runtime's
 /// stores and controller hold it (a controller's primary objects must be in its own store),
-/// with the metadata they read (name, namespace, uid, resourceVersion, generation, deletion
-/// time) beside the packed whole. It reads a watch's objects as `K` and packs them as they
-/// arrive; [`Packed::unpack`] gives the object back.
+/// with the metadata they read (name, namespace, generation, deletion time) beside the
+/// packed whole. It reads a watch's objects as `K` and packs them as they arrive;
+/// [`Packed::unpack`] gives the object back.
+///
+/// The uid and resourceVersion are not in its metadata but in [`Packed::version_hash`] (their
+/// hash): kube-runtime's store copies them from the metadata into each key, and the four
+/// strings took ~130 bytes per Microservice for readers that only ask whether they moved.
 pub struct Packed<K> {
     metadata: ObjectMeta,
+    version: Option<u64>,
     bytes: Arc<[u8]>,
     kind: PhantomData<fn() -> K>,
 }
@@ -416,6 +421,7 @@ impl<K> Clone for Packed<K> {
     fn clone(&self) -> Self {
         Packed {
             metadata: self.metadata.clone(),
+            version: self.version,
             bytes: self.bytes.clone(),
             kind: PhantomData,
         }
@@ -445,12 +451,11 @@ where
             metadata: ObjectMeta {
                 name: meta.name.clone(),
                 namespace: meta.namespace.clone(),
-                uid: meta.uid.clone(),
-                resource_version: meta.resource_version.clone(),
                 generation: meta.generation,
                 deletion_timestamp: meta.deletion_timestamp.clone(),
                 ..ObjectMeta::default()
             },
+            version: version_of(meta),
             bytes: bytes.into(),
             kind: PhantomData,
         })
@@ -460,6 +465,11 @@ where
     pub fn unpack(&self) -> Option<K> {
         let dt = K::DynamicType::default();
         unpack(&K::kind(&dt), &self.bytes)
+    }
+
+    /// [`version_of`] the object: moves whenever its uid or resourceVersion does.
+    pub fn version_hash(&self) -> Option<u64> {
+        self.version
     }
 
     /// Bytes the packed object takes (not its metadata).

@@ -179,7 +179,7 @@ fn select_targets(
         if meta.deletion_timestamp.is_some() {
             continue;
         }
-        let version = crate::packed::version_of(meta);
+        let version = packed.version_hash();
         if let Some(version) = version
             && skipped.contains(&version)
         {

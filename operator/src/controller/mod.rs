@@ -658,14 +658,15 @@ fn prefer_written(
     written: &crate::caches::PackedMicroservice,
     cached: &Microservice,
 ) -> Option<Arc<Microservice>> {
-    let meta = written.meta();
-    if meta.resource_version == cached.metadata.resource_version
-        || cached.metadata.generation > meta.generation
-        || meta.uid != cached.metadata.uid
+    if written.version_hash() == crate::packed::version_of(&cached.metadata)
+        || cached.metadata.generation > written.meta().generation
     {
         return None;
     }
     let written = written.unpack()?;
+    if written.metadata.uid != cached.metadata.uid {
+        return None;
+    }
     let ours = |ms: &Microservice| ms.status.as_ref().map(status::controller_view);
     (ours(&written) != ours(cached)).then(|| Arc::new(written))
 }

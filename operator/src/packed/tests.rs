@@ -141,10 +141,28 @@ fn a_packed_object_reads_from_a_watch_as_its_kind_and_unpacks_whole() {
     // The metadata kube-runtime's store and controller read is beside the bytes...
     assert_eq!(packed.meta().name, svc.metadata.name);
     assert_eq!(packed.meta().namespace, svc.metadata.namespace);
-    assert_eq!(packed.meta().uid, svc.metadata.uid);
+    // ...but for the uid and resourceVersion, which only the version's hash stands for
+    // (kube-runtime's store would copy them into each key).
+    assert_eq!(packed.meta().uid, None);
+    assert_eq!(packed.meta().resource_version, None);
     assert_eq!(
-        packed.meta().resource_version,
-        svc.metadata.resource_version
+        packed.version_hash(),
+        crate::packed::version_of(&svc.metadata)
+    );
+    assert!(packed.version_hash().is_some());
+    let mut moved = svc.clone();
+    moved.metadata.resource_version = Some("other".into());
+    assert_ne!(
+        Packed::pack(&moved).expect("packs").version_hash(),
+        packed.version_hash(),
+        "a new resourceVersion is a new version"
+    );
+    let mut recreated = svc.clone();
+    recreated.metadata.uid = Some("another-uid".into());
+    assert_ne!(
+        Packed::pack(&recreated).expect("packs").version_hash(),
+        packed.version_hash(),
+        "another uid under the same name is a new version"
     );
     assert!(packed.meta().labels.is_none());
     // ...and the object comes back whole, but for managedFields.
