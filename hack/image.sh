@@ -23,7 +23,7 @@ step() { echo "[image.sh $(date +%T)] $*"; }
 bash hack/tools.sh
 CRANE=${SHOAL_TOOLS:-$HOME/.cache/shoal/tools}/crane
 
-step "static release build of shoal (profile dist: LTO) ($TRIPLE, crt-static)"
+step "static release build of shoal (profile dist: LTO, optimized for size) ($TRIPLE, crt-static)"
 started=$(date +%s)
 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
   cargo build --profile dist --locked -p shoal --bin shoal --target "$TRIPLE"

@@ -210,6 +210,9 @@ func (c *cluster) start() error {
 		"--bind-address=127.0.0.1", "--tls-cert-file=" + pk("admin.crt"), "--tls-private-key-file=" + pk("admin.key")}
 	kcm, err := c.spawn("kube-controller-manager", c.self, append(kcFlags, "--secure-port="+p("controller-manager"),
 		"--leader-elect=false", "--root-ca-file="+pk("ca.crt"), "--service-account-private-key-file="+pk("sa.key"),
+		// Its own client's limit, 20 requests/s by default, made Deployments wait minutes
+		// for their ReplicaSets when thousands are created at once (make bench-scale).
+		"--kube-api-qps=100", "--kube-api-burst=200",
 		"--controllers=*", "--horizontal-pod-autoscaler-sync-period=5s",
 		"--horizontal-pod-autoscaler-downscale-stabilization=15s", "--horizontal-pod-autoscaler-cpu-initialization-period=10s",
 		"--horizontal-pod-autoscaler-initial-readiness-delay=5s")...)

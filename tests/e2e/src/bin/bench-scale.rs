@@ -234,8 +234,9 @@ async fn slowest(handles: Vec<tokio::task::JoinHandle<Option<f64>>>) -> Option<f
 const QUIET_LIMIT: Duration = Duration::from_secs(120);
 
 /// How long a round waits for every child and every Ready: 10 minutes, and at 10,000
-/// Microservices a fifth of a second each (the test bed's controller-manager numbers their
-/// ReplicaSets at 20 requests/s, so Ready comes ~0.1 s per Microservice after the creates).
+/// Microservices a fifth of a second each (the test bed's controller-manager creates their
+/// ReplicaSets at up to 100 requests/s, 20 before 2026-12-01, and shares the apiserver with
+/// the creates).
 fn wait_limit(count: usize) -> Duration {
     Duration::from_secs(600).max(Duration::from_millis(200) * count as u32)
 }
