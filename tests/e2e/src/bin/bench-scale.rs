@@ -359,6 +359,18 @@ impl Operator {
     }
 }
 
+/// Deletes a round's namespace and waits until it is gone: the garbage collector and the
+/// namespace controller deleting 60,000 objects load the apiserver for minutes, and the
+/// next round (the other contender's) must not run beside that.
+fn delete_namespace(bed: &TestBed, ns: &str) {
+    let started = Instant::now();
+    let _ = bed.kubectl(&["delete", "namespace", ns, "--wait=true", "--timeout=1200s"]);
+    eprintln!(
+        "namespace {ns} deleted in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
 fn mib(bytes: Option<f64>) -> String {
     bytes.map_or("-".into(), |b| format!("{:.1}", b / 1048576.0))
 }
@@ -425,7 +437,7 @@ async fn shoal_round(bed: &TestBed, client: &Client, args: &Args, round: usize) 
     let restart_settled = op.metric("process_resident_memory_bytes");
     let restart_heap = op.metric("shoal_heap_allocated_bytes");
     op.stop();
-    let _ = bed.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+    delete_namespace(bed, &ns);
     let status_writes = by_kind
         .get("patch microservices/status")
         .copied()
@@ -519,7 +531,7 @@ async fn bare_round(bed: &TestBed, client: &Client, args: &Args, round: usize) -
         })
         .await;
     let children = slowest(children).await;
-    let _ = bed.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+    delete_namespace(bed, &ns);
     vec![
         format!(
             "bare round {round}: every child exists {} s",
