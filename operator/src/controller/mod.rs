@@ -676,6 +676,26 @@ mod tests {
     use super::*;
     use crate::test_support::microservice_at;
 
+    /// A status write is remembered by namespace and name (not uid or generation), until
+    /// the Microservice is deleted; another Microservice is not found.
+    #[test]
+    fn status_write_times_are_kept_by_name_and_forgotten_on_delete() {
+        let mut writes = StatusWrites::default();
+        let ms = microservice_at(1, "  image: app:1\n");
+        let mut later = microservice_at(2, "  image: app:2\n");
+        later.metadata.uid = Some("another".into());
+        let mut other = microservice_at(1, "  image: app:1\n");
+        other.metadata.name = Some("other".into());
+        assert!(writes.since(&ms).is_none(), "never written");
+        writes.wrote(&ms);
+        assert!(writes.since(&ms).is_some_and(|d| d < DETAIL_WRITE_INTERVAL));
+        assert!(writes.since(&later).is_some(), "same namespace and name");
+        assert!(writes.since(&other).is_none());
+        writes.forget(&later);
+        assert!(writes.since(&ms).is_none());
+        assert!(writes.at.is_empty());
+    }
+
     fn at(generation: i64, resource_version: &str) -> Microservice {
         let mut ms = microservice_at(generation, "  image: app:1\n");
         ms.metadata.resource_version = Some(resource_version.into());
