@@ -141,10 +141,14 @@ fn a_packed_object_reads_from_a_watch_as_its_kind_and_unpacks_whole() {
     // The metadata kube-runtime's store and controller read is beside the bytes...
     assert_eq!(packed.meta().name, svc.metadata.name);
     assert_eq!(packed.meta().namespace, svc.metadata.namespace);
-    // ...but for the uid and resourceVersion, which only the version's hash stands for
-    // (kube-runtime's store would copy them into each key).
+    // ...with the resourceVersion the watcher resumes from, but not the uid, which only the
+    // version's hash stands for (kube-runtime's store would copy it into each key).
     assert_eq!(packed.meta().uid, None);
-    assert_eq!(packed.meta().resource_version, None);
+    assert_eq!(
+        packed.meta().resource_version,
+        svc.metadata.resource_version
+    );
+    assert!(packed.meta().resource_version.is_some());
     assert_eq!(
         packed.version_hash(),
         crate::packed::version_of(&svc.metadata)
