@@ -131,7 +131,7 @@ pub struct ConditionMetrics {
     rows: Arc<Mutex<Rows>>,
 }
 
-/// Rows by a hash of (namespace, name), with a hash of the (uid, resourceVersion) they were
+/// Rows by [`crate::packed::name_hash`], with a hash of the (uid, resourceVersion) they were
 /// read at ([`crate::packed::version_of`]): two numbers and the row, no string, per
 /// Microservice (the names come from the store at each scrape). A collision of two names'
 /// hashes costs an unpack, never a wrong row: the uids differ.
@@ -197,14 +197,6 @@ impl Row {
     }
 }
 
-/// A hash of a namespace and name, the key of [`Rows`].
-fn name_hash(namespace: Option<&str>, name: Option<&str>) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::hash::DefaultHasher::new();
-    (namespace, name).hash(&mut hasher);
-    hasher.finish()
-}
-
 impl ConditionMetrics {
     /// Hands over the controller's Microservice watch cache: from now on the gauges are
     /// computed from it at every scrape.
@@ -229,7 +221,7 @@ impl ConditionMetrics {
         let mut rows = Vec::with_capacity(state.len());
         for packed in state {
             let meta = packed.meta();
-            let at = name_hash(meta.namespace.as_deref(), meta.name.as_deref());
+            let at = crate::packed::name_hash(meta.namespace.as_deref(), meta.name.as_deref());
             let version = packed.version_hash();
             let row = match previous.remove(&at) {
                 Some((read_at, row)) if Some(read_at) == version => row,

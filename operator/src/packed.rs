@@ -257,11 +257,22 @@ pub fn key<K: Resource>(object: &K) -> Box<str> {
 /// scrape's rows, the metrics loop's non-targets) compare, eight bytes where the two
 /// strings took ~130.
 pub fn version_of(meta: &ObjectMeta) -> Option<u64> {
-    use std::hash::{Hash, Hasher};
     let version = meta.resource_version.as_deref()?;
+    Some(hash_of(&(meta.uid.as_deref(), version)))
+}
+
+/// A hash of a namespace and name: the key of the tables that remember something per
+/// Microservice without keeping its name (the scrape's rows, the status-write times).
+pub fn name_hash(namespace: Option<&str>, name: Option<&str>) -> u64 {
+    hash_of(&(namespace, name))
+}
+
+/// `value`'s hash, the same in every run of the process (SipHash with fixed keys).
+fn hash_of(value: &impl std::hash::Hash) -> u64 {
+    use std::hash::Hasher;
     let mut hasher = std::hash::DefaultHasher::new();
-    (meta.uid.as_deref(), version).hash(&mut hasher);
-    Some(hasher.finish())
+    value.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// "namespace/name", or "name" for an object without a namespace (no name holds a '/').

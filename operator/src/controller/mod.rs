@@ -294,14 +294,10 @@ struct StatusWrites {
 
 impl StatusWrites {
     fn key(ms: &Microservice) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::hash::DefaultHasher::new();
-        (
+        crate::packed::name_hash(
             ms.metadata.namespace.as_deref(),
             ms.metadata.name.as_deref(),
         )
-            .hash(&mut hasher);
-        hasher.finish()
     }
 
     /// How long ago `ms`'s status was last written, if within [`DETAIL_WRITE_INTERVAL`].

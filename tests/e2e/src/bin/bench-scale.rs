@@ -343,7 +343,7 @@ impl Operator {
         while (since.elapsed() < quiet || !enough(last)) && start.elapsed() < QUIET_LIMIT {
             std::thread::sleep(Duration::from_millis(500));
             let now = sample();
-            if now.map(|(w, _)| w) != last.map(|(w, _)| w) || !enough(last) {
+            if now.map(|(w, _)| w) != last.map(|(w, _)| w) || !enough(now) {
                 since = Instant::now();
             }
             last = now;
