@@ -1,16 +1,20 @@
 //! Is the controller creating many Microservices' children right now? During such a burst
 //! the apiserver is the bottleneck, so what can follow later (a new Microservice's first
 //! status, its "Created ..." Event) waits until the burst is over instead of competing with
-//! the child writes.
+//! the child writes. The held Events are published by a task of their own; the
+//! Microservices whose first status was held are reconciled again when the burst ends.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::channel::mpsc::UnboundedSender;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
 
+use crate::caches::PackedMicroservice;
 use crate::kube_ext::EventSink;
 
 /// Children created within this window...
@@ -27,6 +31,14 @@ pub struct Burst {
     held: Mutex<VecDeque<(Instant, HeldEvent)>>,
     /// A task is publishing the held Events.
     draining: AtomicBool,
+    /// Where a Microservice whose first status was held is sent when the burst is over
+    /// (the controller reconciles what arrives); without it (tests of the reconcile alone)
+    /// a held status waits for its requeue.
+    release: Option<UnboundedSender<ObjectRef<PackedMicroservice>>>,
+    /// The Microservices whose first status the burst holds.
+    statuses: Mutex<HashSet<ObjectRef<PackedMicroservice>>>,
+    /// A task is waiting for the burst to end to release `statuses`.
+    releasing: AtomicBool,
 }
 
 /// An Event held during a burst: only its data (a few hundred bytes), not a task or a
@@ -40,6 +52,58 @@ pub struct HeldEvent {
 }
 
 impl Burst {
+    /// A burst that sends the Microservices whose first status it held to `release` when
+    /// it is over.
+    pub fn releasing_to(release: UnboundedSender<ObjectRef<PackedMicroservice>>) -> Burst {
+        Burst {
+            release: Some(release),
+            ..Burst::default()
+        }
+    }
+
+    /// Notes that `ms`'s first status is held until the burst is over: then it is sent to
+    /// the controller to be reconciled (and its status written) again. Without this a held
+    /// status waited for a change of a child or its requeue, minutes later for a
+    /// Microservice whose children had settled already (0 replicas).
+    pub fn hold_status(self: &Arc<Self>, ms: ObjectRef<PackedMicroservice>) {
+        let Some(release) = self.release.clone() else {
+            return;
+        };
+        self.statuses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(ms);
+        if !self.releasing.swap(true, Ordering::SeqCst) {
+            let burst = self.clone();
+            tokio::spawn(async move { burst.release_held(release).await });
+        }
+    }
+
+    /// Once the burst is over, sends every held Microservice to `release`; returns when
+    /// none is left.
+    async fn release_held(&self, release: UnboundedSender<ObjectRef<PackedMicroservice>>) {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if self.busy() {
+                continue;
+            }
+            let held = {
+                let mut statuses = self.statuses.lock().unwrap_or_else(|e| e.into_inner());
+                if statuses.is_empty() {
+                    // Under the lock: a `hold_status` after this sees `releasing` false and
+                    // starts a new task.
+                    self.releasing.store(false, Ordering::SeqCst);
+                    return;
+                }
+                std::mem::take(&mut *statuses)
+            };
+            for ms in held {
+                // Closed only when the controller stopped.
+                let _ = release.unbounded_send(ms);
+            }
+        }
+    }
+
     /// Notes that a child was just created.
     pub fn created(&self) {
         self.created_at(Instant::now());
@@ -202,6 +266,43 @@ mod tests {
         // The task ended with the queue; a later hold outside a burst starts another.
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(!burst.draining.load(Ordering::SeqCst));
+    }
+
+    /// Microservices whose first status a burst held are sent to the controller once it is
+    /// over, each once, and not while it lasts.
+    #[tokio::test]
+    async fn held_statuses_are_released_when_the_burst_ends() {
+        use futures::StreamExt;
+        let (tx, mut rx) = futures::channel::mpsc::unbounded();
+        let burst = Arc::new(Burst::releasing_to(tx));
+        for _ in 0..CREATES {
+            burst.created();
+        }
+        let started = Instant::now();
+        for name in ["a", "b", "a"] {
+            burst.hold_status(ObjectRef::new(name).within("shop"));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(rx.try_recv().is_err(), "nothing released while busy");
+        let mut released = Vec::new();
+        while released.len() < 2 {
+            let next = tokio::time::timeout(Duration::from_secs(10), rx.next())
+                .await
+                .expect("the held statuses were not released");
+            released.push(next.expect("channel open").name);
+        }
+        assert!(started.elapsed() >= WINDOW - Duration::from_millis(100));
+        released.sort();
+        assert_eq!(released, ["a", "b"]);
+        // The task ends with the set; a later hold starts another.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(!burst.releasing.load(Ordering::SeqCst));
+        assert!(rx.try_recv().is_err(), "each once");
+        burst.hold_status(ObjectRef::new("c").within("shop"));
+        let next = tokio::time::timeout(Duration::from_secs(5), rx.next())
+            .await
+            .expect("a hold after the burst is released too");
+        assert_eq!(next.expect("channel open").name, "c");
     }
 
     #[test]

@@ -203,6 +203,16 @@ impl Context {
         self
     }
 
+    /// Sends the Microservices whose first status a burst held to `release` when it is over
+    /// (the controller reconciles what arrives there).
+    pub fn with_burst_release(
+        mut self,
+        release: futures::channel::mpsc::UnboundedSender<ObjectRef<PackedMicroservice>>,
+    ) -> Context {
+        self.burst = Arc::new(burst::Burst::releasing_to(release));
+        self
+    }
+
     /// Reads PodMonitors from `pod_monitors` (filled by [`pod_monitors::watch`]); without
     /// it the context leaves PodMonitors alone, as when their CRD is not installed.
     pub fn with_pod_monitors(mut self, pod_monitors: Arc<pod_monitors::PodMonitors>) -> Context {
@@ -237,19 +247,42 @@ impl Context {
                 let age = k8s_openapi::jiff::Timestamp::now()
                     .duration_since(created)
                     .unsigned_abs();
-                if self.burst.busy() && age < FIRST_WRITE_BURST_LIMIT {
-                    // Back at the limit, or earlier when a child changes (the Deployment
-                    // controller's status updates wake it): no polling, which at 10,000
-                    // new Microservices took the reconcile slots from the creates.
-                    return Some(FIRST_WRITE_BURST_LIMIT - age);
+                if let Some(hold) = self.hold_in_burst(ms, age) {
+                    return Some(hold);
                 }
                 rest(PROGRESS_WRITE_INTERVAL, age)
+            }
+            status::Urgency::FirstReady => {
+                let created = ms.metadata.creation_timestamp.as_ref()?.0;
+                let age = k8s_openapi::jiff::Timestamp::now()
+                    .duration_since(created)
+                    .unsigned_abs();
+                self.hold_in_burst(ms, age)
             }
             status::Urgency::Progress => rest(PROGRESS_WRITE_INTERVAL, since_last_write()?),
             status::Urgency::Detail => rest(DETAIL_WRITE_INTERVAL, since_last_write()?),
             // Back at the resync, or earlier when the rollout moves (a child changes).
             status::Urgency::WithNext => Some(self.resync),
         }
+    }
+
+    /// During a burst, how long a new Microservice (`age` old) holds its first status: back
+    /// when the burst is over ([`burst::Burst::hold_status`]), at the limit, or earlier when a
+    /// child changes (the Deployment controller's status updates wake it), with no polling,
+    /// which at 10,000 new Microservices took the reconcile slots from the creates. None
+    /// outside a burst, or once the Microservice is older than the limit.
+    fn hold_in_burst(&self, ms: &Microservice, age: Duration) -> Option<Duration> {
+        if !self.burst.busy() || age >= FIRST_WRITE_BURST_LIMIT {
+            return None;
+        }
+        let name = ms.metadata.name.as_deref()?;
+        let held = ObjectRef::new(name);
+        self.burst
+            .hold_status(match ms.metadata.namespace.as_deref() {
+                Some(ns) => held.within(ns),
+                None => held,
+            });
+        Some(FIRST_WRITE_BURST_LIMIT - age)
     }
 
     /// Forgets a deleted Microservice's last status write.
@@ -460,7 +493,9 @@ pub async fn run(
     metrics.microservices.attach(controller.store());
     let shared_microservices = controller.store();
     let resyncs = resync::triggers(controller.store(), config.resync);
-    let controller = controller.reconcile_on(resyncs);
+    // The Microservices whose first status a burst held, once it is over.
+    let (burst_release, released) = futures::channel::mpsc::unbounded();
+    let controller = controller.reconcile_on(resyncs).reconcile_on(released);
 
     // ReplicaSets are only read (which old ConfigMaps a retained revision still uses); they
     // are owned by Deployments, so they trigger nothing themselves.
@@ -496,8 +531,9 @@ pub async fn run(
         .analysis
         .map(|m| Arc::new(crate::analysis::Analyzer::new(m, metrics.clone())));
     let analysis_task = analyzer.clone().map(|a| tokio::spawn(a.run()));
-    let mut ctx =
-        Context::new(client, stores, config.resync, metrics).with_pod_monitors(pod_monitors);
+    let mut ctx = Context::new(client, stores, config.resync, metrics)
+        .with_pod_monitors(pod_monitors)
+        .with_burst_release(burst_release);
     if let Some(analyzer) = analyzer {
         ctx = ctx.with_analyzer(analyzer);
     }

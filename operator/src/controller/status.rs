@@ -316,6 +316,12 @@ pub enum Urgency {
     /// while the controller is creating many Microservices' children (a burst), so that
     /// status writes follow the child writes instead of competing with them.
     First,
+    /// A new Microservice's first status with its first rollout over already (Ready: no
+    /// pods to wait for, or fast ones): written at once, except while the controller is
+    /// creating many Microservices' children, when it follows them as [`Urgency::First`]
+    /// does. Without this, a burst of Microservices that are Ready at once (0 replicas, or
+    /// children that existed) wrote one status per Microservice among the child writes.
+    FirstReady,
     /// Figures a person watches (replica counts, what was applied, the last good revision,
     /// a canary's figures): at most one write per few seconds.
     Progress,
@@ -343,10 +349,14 @@ pub fn urgency(old: Option<&MicroserviceStatus>, new: &MicroserviceStatus) -> Ur
             .conditions
             .iter()
             .any(|c| c.type_ == ConditionType::Degraded.as_str() && c.status == "True");
-        return if in_progress && !failing {
-            Urgency::First
-        } else {
-            Urgency::Now
+        let ready = new
+            .conditions
+            .iter()
+            .any(|c| c.type_ == ConditionType::Ready.as_str() && c.status == "True");
+        return match (failing, in_progress, ready) {
+            (false, true, _) => Urgency::First,
+            (false, false, true) => Urgency::FirstReady,
+            _ => Urgency::Now,
         };
     }
     if !only_progress(old, new) {

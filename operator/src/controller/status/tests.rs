@@ -383,13 +383,20 @@ fn a_new_microservices_first_status_may_wait_figures_soon_details_long() {
     let starting = rollout_status(("False", RolloutInProgress), ("True", RolloutInProgress), 0);
     let done = rollout_status(("True", Available), ("True", NewRevisionAvailable), 0);
     // The first status of a rollout under way may wait for it to end; a first status that is
-    // Ready already, or failing, is written at once.
+    // Ready already is written at once unless a burst holds it; a failing one at once.
     assert_eq!(urgency(None, &starting), Urgency::First);
     assert_eq!(
         urgency(Some(&MicroserviceStatus::default()), &starting),
         Urgency::First
     );
-    assert_eq!(urgency(None, &done), Urgency::Now);
+    assert_eq!(urgency(None, &done), Urgency::FirstReady);
+    // Neither under way nor Ready (pods refused): news.
+    let refused = rollout_status(
+        ("False", Reason::FailedCreate),
+        ("True", RolloutInProgress),
+        0,
+    );
+    assert_eq!(urgency(None, &refused), Urgency::Now);
     let mut failing = starting.clone();
     failing.conditions.push(Condition {
         type_: ConditionType::Degraded.as_str().to_string(),

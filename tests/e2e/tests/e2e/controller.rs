@@ -574,8 +574,10 @@ fn many_web_services(prefix: &str, count: usize) -> String {
 
 /// A burst of creates (12 Microservices of 5 children each, one apply: more than the 40
 /// child creates in 2 s that make a burst) holds first statuses and `Created` Events until
-/// the burst is over; they must still come, within the budget. Then a burst interrupted by
-/// a restart: the new process writes the statuses the old one held.
+/// the burst is over; they must still come, within the budget. Then a burst of
+/// Microservices that are Ready at once (0 replicas): their statuses follow the child
+/// writes and come soon after them. Then a burst interrupted by a restart: the new process
+/// writes the statuses the old one held.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_burst_of_new_microservices_gets_its_statuses_and_events_after_it() {
     let bed = testbed();
@@ -613,6 +615,60 @@ async fn a_burst_of_new_microservices_gets_its_statuses_and_events_after_it() {
         );
         assert_eq!(created, 1, "{name}: one Event for its children");
     }
+
+    // Ready at once (0 replicas): the Deployment controller makes them Ready while the
+    // burst's children are still being created. Those first statuses are held too (not
+    // written among the child writes) and released when the burst is over, not at the
+    // hold's limit of minutes: no child changes after it to wake them.
+    let zero: Vec<String> = (0..24).map(|i| format!("zero-{i:02}")).collect();
+    let applied = std::time::Instant::now();
+    apply(
+        bed,
+        &ns,
+        &many_web_services("zero", 24).replace("replicas: 1", "replicas: 0"),
+    );
+    for name in &zero {
+        wait_ready(bed, &ns, name).await;
+    }
+    let took = applied.elapsed();
+    assert!(
+        took < Duration::from_secs(60),
+        "the burst's held statuses came {took:?} after it"
+    );
+    let writes = audit::writes(&bed.audit_log(), &ns, "shoal/");
+    let of_batch = |w: &&audit::AuditEvent| {
+        w.object_ref
+            .as_ref()
+            .is_some_and(|o| o.name.starts_with("zero-"))
+    };
+    let resource = |w: &audit::AuditEvent| {
+        w.object_ref
+            .as_ref()
+            .map(|o| (o.resource.clone(), o.subresource.clone()))
+            .unwrap_or_default()
+    };
+    let last_child = writes
+        .iter()
+        .filter(of_batch)
+        .filter(|w| !matches!(resource(w).0.as_str(), "microservices" | "events"))
+        .map(audit::answered)
+        .max()
+        .expect("the batch's children were written");
+    let statuses: Vec<_> = writes
+        .iter()
+        .filter(of_batch)
+        .filter(|w| resource(w) == ("microservices".into(), "status".into()))
+        .collect();
+    assert!(statuses.len() >= zero.len(), "{} status writes", statuses.len());
+    let early = statuses
+        .iter()
+        .filter(|w| w.received() < last_child)
+        .count();
+    assert!(
+        early <= 4,
+        "{early} of {} first statuses were written among the burst's child writes",
+        statuses.len()
+    );
 
     // Interrupted: the operator is stopped while the second burst's statuses are held.
     let more: Vec<String> = (0..12).map(|i| format!("late-{i:02}")).collect();
