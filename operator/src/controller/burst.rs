@@ -174,6 +174,20 @@ impl Burst {
         self.held.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
+    /// How long ago the latest burst's last child was created, while the creates the
+    /// burst remembers are still those of a burst (None when there was none, or when
+    /// creates spread out have come since).
+    pub fn since_burst(&self) -> Option<Duration> {
+        self.since_burst_at(Instant::now())
+    }
+
+    fn since_burst_at(&self, now: Instant) -> Option<Duration> {
+        let creates = self.creates.lock().unwrap_or_else(|e| e.into_inner());
+        let (first, last) = (creates.front()?, creates.back()?);
+        (creates.len() >= CREATES && last.saturating_duration_since(*first) < WINDOW)
+            .then(|| now.saturating_duration_since(*last))
+    }
+
     fn busy_at(&self, now: Instant) -> bool {
         let creates = self.creates.lock().unwrap_or_else(|e| e.into_inner());
         creates.len() >= CREATES
@@ -320,6 +334,16 @@ mod tests {
         assert!(burst.busy_at(start + Duration::from_millis(100)));
         // Over once the oldest of the last CREATES is older than the window.
         assert!(!burst.busy_at(start + WINDOW + Duration::from_millis(1)));
+        // Ended at its last create.
+        assert_eq!(
+            burst.since_burst_at(start + Duration::from_secs(10)),
+            Some(Duration::from_secs(10) - Duration::from_millis(60))
+        );
+        // Creates spread out since: no burst remembered.
+        for i in 0..CREATES as u64 {
+            burst.created_at(start + Duration::from_secs(11 + i));
+        }
+        assert_eq!(burst.since_burst_at(start + Duration::from_secs(60)), None);
         // Creates spread out (one per 200 ms) never make one.
         let slow = Burst::default();
         for i in 0..100 {

@@ -250,7 +250,11 @@ impl Context {
                 if let Some(hold) = self.hold_in_burst(ms, age) {
                     return Some(hold);
                 }
-                rest(PROGRESS_WRITE_INTERVAL, age)
+                // After a burst the Microservices it held are old: their rollouts get the
+                // same few seconds from its end, or each would cost a status write while
+                // under way and another when Ready.
+                let since = self.burst.since_burst().map_or(age, |s| s.min(age));
+                rest(PROGRESS_WRITE_INTERVAL, since)
             }
             status::Urgency::FirstReady => {
                 let created = ms.metadata.creation_timestamp.as_ref()?.0;

@@ -659,7 +659,11 @@ async fn a_burst_of_new_microservices_gets_its_statuses_and_events_after_it() {
         .filter(of_batch)
         .filter(|w| resource(w) == ("microservices".into(), "status".into()))
         .collect();
-    assert!(statuses.len() >= zero.len(), "{} status writes", statuses.len());
+    assert!(
+        statuses.len() >= zero.len(),
+        "{} status writes",
+        statuses.len()
+    );
     let early = statuses
         .iter()
         .filter(|w| w.received() < last_child)
