@@ -668,8 +668,11 @@ async fn a_burst_of_new_microservices_gets_its_statuses_and_events_after_it() {
         .iter()
         .filter(|w| w.received() < last_child)
         .count();
+    // A burst is 40 child creates within 2 s: the first 8 Microservices' statuses may go
+    // before it is one (their Deployments can be Ready within 0.2 s here); without the
+    // hold nearly all 24 were written among the child writes.
     assert!(
-        early <= 4,
+        early <= 8,
         "{early} of {} first statuses were written among the burst's child writes",
         statuses.len()
     );
