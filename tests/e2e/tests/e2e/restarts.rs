@@ -152,6 +152,23 @@ async fn first_reconciles_after_a_restart(test: &str, count: usize) {
         after.len() > before,
         "the changed Microservice must have been written (is auditing on?)"
     );
+    // The operator's count of its own writes (`shoal_kubernetes_requests_total`, counted
+    // when sent) agrees with the apiserver's audit log (logged when answered): read
+    // between two scrapes, the audited writes of the restarted process lie between them.
+    let counted = || -> f64 {
+        ["POST", "PUT", "PATCH", "DELETE"]
+            .into_iter()
+            .filter_map(|m| op.metric("shoal_kubernetes_requests_total", &[("method", m)]))
+            .sum()
+    };
+    let first = counted();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let audited = (audit::writes(&bed.audit_log(), &ns, "shoal/").len() - before) as f64;
+    let second = counted();
+    assert!(
+        first <= audited && audited <= second,
+        "the operator counted {first}..{second} writes, the audit log shows {audited}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
