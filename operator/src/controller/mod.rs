@@ -688,6 +688,11 @@ fn freshest(ctx: &Context, ms: Arc<Microservice>) -> Arc<Microservice> {
         Some(mine) => mine,
         None => {
             latest.remove(&key);
+            // A burst's status writes grew the table to thousands of entries: give the
+            // room back once the cache has caught up with them (~2 MB at 10,000).
+            if latest.capacity() > 64 && latest.len() * 4 < latest.capacity() {
+                latest.shrink_to_fit();
+            }
             ms
         }
     }
