@@ -244,14 +244,19 @@ impl Context {
         let rest = |interval: Duration, elapsed: Duration| {
             interval.checked_sub(elapsed).filter(|d| !d.is_zero())
         };
+        // Age on the apiserver's clock; a skew only moves when within 5 s it is written.
+        let age = || {
+            let created = ms.metadata.creation_timestamp.as_ref()?.0;
+            Some(
+                k8s_openapi::jiff::Timestamp::now()
+                    .duration_since(created)
+                    .unsigned_abs(),
+            )
+        };
         match status::urgency(ms.status.as_ref(), new) {
             status::Urgency::Now => None,
             status::Urgency::First => {
-                // Age on the apiserver's clock; a skew only moves when within 5 s it is written.
-                let created = ms.metadata.creation_timestamp.as_ref()?.0;
-                let age = k8s_openapi::jiff::Timestamp::now()
-                    .duration_since(created)
-                    .unsigned_abs();
+                let age = age()?;
                 if let Some(hold) = self.hold_in_burst(ms, age) {
                     return Some(hold);
                 }
@@ -261,13 +266,7 @@ impl Context {
                 let since = self.burst.since_burst().map_or(age, |s| s.min(age));
                 rest(PROGRESS_WRITE_INTERVAL, since)
             }
-            status::Urgency::FirstReady => {
-                let created = ms.metadata.creation_timestamp.as_ref()?.0;
-                let age = k8s_openapi::jiff::Timestamp::now()
-                    .duration_since(created)
-                    .unsigned_abs();
-                self.hold_in_burst(ms, age)
-            }
+            status::Urgency::FirstReady => self.hold_in_burst(ms, age()?),
             status::Urgency::Progress => rest(PROGRESS_WRITE_INTERVAL, since_last_write()?),
             status::Urgency::Detail => rest(DETAIL_WRITE_INTERVAL, since_last_write()?),
             // Back at the resync, or earlier when the rollout moves (a child changes).
@@ -275,11 +274,12 @@ impl Context {
         }
     }
 
-    /// During a burst, how long a new Microservice (`age` old) holds its first status: back
-    /// when the burst is over ([`burst::Burst::hold_status`]), at the limit, or earlier when a
-    /// child changes (the Deployment controller's status updates wake it), with no polling,
-    /// which at 10,000 new Microservices took the reconcile slots from the creates. None
-    /// outside a burst, or once the Microservice is older than the limit.
+    /// During a burst, how long a new Microservice (`age` old) holds its first status, and
+    /// notes it with the burst, which sends it back to the controller when it is over
+    /// ([`burst::Burst::hold_status`]); a child's change (the Deployment controller's status
+    /// updates) or the periodic re-check may bring it back earlier. No polling, which at
+    /// 10,000 new Microservices took the reconcile slots from the creates. None outside a
+    /// burst, or once the Microservice is older than the limit.
     fn hold_in_burst(&self, ms: &Microservice, age: Duration) -> Option<Duration> {
         if !self.burst.busy() || age >= FIRST_WRITE_BURST_LIMIT {
             return None;
