@@ -11,10 +11,12 @@ use std::time::{Duration, Instant};
 
 use futures::channel::mpsc::UnboundedSender;
 use k8s_openapi::api::core::v1::ObjectReference;
+use kube::Resource;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 
 use crate::caches::PackedMicroservice;
+use crate::crd::Microservice;
 use crate::kube_ext::EventSink;
 
 /// Children created within this window...
@@ -77,6 +79,27 @@ impl Burst {
             let burst = self.clone();
             tokio::spawn(async move { burst.release_held(release).await });
         }
+    }
+
+    /// Whether the burst holds the first status of the Microservice that controls `child`.
+    pub fn holds_status_of<K: Resource>(&self, child: &K) -> bool {
+        let statuses = self.statuses.lock().unwrap_or_else(|e| e.into_inner());
+        if statuses.is_empty() {
+            return false;
+        }
+        let meta = child.meta();
+        let Some(owner) =
+            meta.owner_references.iter().flatten().find(|owner| {
+                owner.controller == Some(true) && owner.kind == Microservice::kind(&())
+            })
+        else {
+            return false;
+        };
+        let owner = ObjectRef::new(&owner.name);
+        statuses.contains(&match meta.namespace.as_deref() {
+            Some(ns) => owner.within(ns),
+            None => owner,
+        })
     }
 
     /// Once the burst is over, sends every held Microservice to `release`; returns when

@@ -24,8 +24,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use futures::future::{BoxFuture, FutureExt, Shared};
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::CronJob;
@@ -153,7 +153,7 @@ pub struct Context {
     status_written: Mutex<StatusWrites>,
     /// The children written in the last seconds, so that a cache behind our own write does
     /// not make a pass write the same again.
-    written: apply::Written,
+    written: Arc<apply::Written>,
     /// The canary analysis, when the operator has a Prometheus to ask.
     analyzer: Option<Arc<crate::analysis::Analyzer>>,
     /// New Microservices' children being created (a burst holds status writes and Events).
@@ -194,7 +194,7 @@ impl Context {
             metrics,
             pod_monitors: Arc::default(),
             status_written: Mutex::default(),
-            written: apply::Written::default(),
+            written: Arc::default(),
             analyzer: None,
             burst: Arc::default(),
         }
@@ -208,13 +208,18 @@ impl Context {
         self
     }
 
-    /// Sends the Microservices whose first status a burst held to `release` when it is over
-    /// (the controller reconciles what arrives there).
-    pub fn with_burst_release(
-        mut self,
-        release: futures::channel::mpsc::UnboundedSender<ObjectRef<PackedMicroservice>>,
-    ) -> Context {
-        self.burst = Arc::new(burst::Burst::releasing_to(release));
+    /// Notes the children this context writes in `written`, which the child watches also
+    /// read to tell the echoes of those writes from other changes ([`owner_triggers`]).
+    pub fn with_written(mut self, written: Arc<apply::Written>) -> Context {
+        self.written = written;
+        self
+    }
+
+    /// Notes bursts of new Microservices in `burst`, which the child watches also read
+    /// ([`owner_triggers`]); made with [`burst::Burst::releasing_to`], it sends the
+    /// Microservices whose first status it held to the controller when it is over.
+    pub fn with_burst(mut self, burst: Arc<burst::Burst>) -> Context {
+        self.burst = burst;
         self
     }
 
@@ -449,10 +454,20 @@ pub async fn run(
         })
         .flatten(),
     );
-    // A change to a child (applied or deleted) wakes its owner.
+    // A change to a child (applied or deleted) wakes its owner, unless it is the echo of
+    // the write that pass made, or, during a burst, a Deployment's status report while its
+    // owner's first status is held anyway (`owner_triggers`).
+    let written = Arc::new(apply::Written::default());
+    // The Microservices whose first status a burst held, once it is over.
+    let (burst_release, released) = futures::channel::mpsc::unbounded();
+    let burst = Arc::new(burst::Burst::releasing_to(burst_release));
     let deployment_triggers = detached_watch(
         &mut watch_tasks,
-        crate::packed::watch(scoped(&client, ns), managed, deployments.clone()).touched_objects(),
+        owner_triggers(
+            &written,
+            Some((burst.clone(), reports_status_only)),
+            crate::packed::watch(scoped(&client, ns), managed, deployments.clone()),
+        ),
     );
     let controller = Controller::for_stream(microservice_triggers, microservices)
         .with_config(kube::runtime::controller::Config::default().concurrency(config.concurrency))
@@ -460,41 +475,60 @@ pub async fn run(
         .owns_stream(deployment_triggers)
         .owns_stream(detached_watch(
             &mut watch_tasks,
-            crate::packed::watch(scoped(&client, ns), managed, services.clone()).touched_objects(),
+            owner_triggers(
+                &written,
+                None,
+                crate::packed::watch(scoped(&client, ns), managed, services.clone()),
+            ),
         ))
         .owns_stream(detached_watch(
             &mut watch_tasks,
-            crate::packed::watch(scoped(&client, ns), managed, ingresses.clone()).touched_objects(),
+            owner_triggers(
+                &written,
+                None,
+                crate::packed::watch(scoped(&client, ns), managed, ingresses.clone()),
+            ),
         ))
         .owns_stream(detached_watch(
             &mut watch_tasks,
-            crate::packed::watch(scoped(&client, ns), managed, hpas.clone()).touched_objects(),
+            owner_triggers(
+                &written,
+                None,
+                crate::packed::watch(scoped(&client, ns), managed, hpas.clone()),
+            ),
         ))
         .owns_stream(detached_watch(
             &mut watch_tasks,
-            crate::packed::watch(scoped(&client, ns), managed, pod_disruption_budgets.clone())
-                .touched_objects(),
+            owner_triggers(
+                &written,
+                None,
+                crate::packed::watch(scoped(&client, ns), managed, pod_disruption_budgets.clone()),
+            ),
         ))
         .owns_stream(detached_watch(
             &mut watch_tasks,
-            cron_jobs_by_owner
-                .follow(crate::packed::watch(
+            owner_triggers(
+                &written,
+                None,
+                cron_jobs_by_owner.follow(crate::packed::watch(
                     scoped(&client, ns),
                     managed,
                     cron_jobs.clone(),
-                ))
-                .touched_objects(),
+                )),
+            ),
         ))
         // ConfigMaps are content-addressed: their metadata says all the controller needs.
         .owns_stream(detached_watch(
             &mut watch_tasks,
-            config_maps_by_owner
-                .follow(crate::packed::watch(
+            owner_triggers(
+                &written,
+                None,
+                config_maps_by_owner.follow(crate::packed::watch(
                     scoped::<PartialObjectMeta<ConfigMap>>(&client, ns),
                     managed,
                     config_maps.clone(),
-                ))
-                .touched_objects(),
+                )),
+            ),
         ))
         .owns_stream(touched_rx)
         .reconcile_all_on(available_rx)
@@ -502,8 +536,6 @@ pub async fn run(
     metrics.microservices.attach(controller.store());
     let shared_microservices = controller.store();
     let resyncs = resync::triggers(controller.store(), config.resync);
-    // The Microservices whose first status a burst held, once it is over.
-    let (burst_release, released) = futures::channel::mpsc::unbounded();
     let controller = controller.reconcile_on(resyncs).reconcile_on(released);
 
     // ReplicaSets are only read (which old ConfigMaps a retained revision still uses); they
@@ -542,7 +574,8 @@ pub async fn run(
     let analysis_task = analyzer.clone().map(|a| tokio::spawn(a.run()));
     let mut ctx = Context::new(client, stores, config.resync, metrics)
         .with_pod_monitors(pod_monitors)
-        .with_burst_release(burst_release);
+        .with_written(written)
+        .with_burst(burst);
     if let Some(analyzer) = analyzer {
         ctx = ctx.with_analyzer(analyzer);
     }
@@ -604,6 +637,62 @@ fn stored_once<K>(
         Ok(watcher::Event::Delete(_)) => Vec::new(),
         Err(err) => vec![Err(err)],
     }
+}
+
+/// A burst and what says that a version of a child reports status only, for
+/// [`owner_triggers`].
+type HeldStatusReports<K> = (Arc<burst::Burst>, fn(&K) -> bool);
+
+/// The objects of a child watch's `events` whose change should wake their owner: every
+/// deletion and listed object, and every applied version but
+/// - the echo of our own write ([`apply::Written::is_echo`]): the pass that wrote the child
+///   goes on with what its write returned, so the event that brings the same version need
+///   not wake the owner again;
+/// - with `held`, a version that `status_only` says reports status only (a Deployment's
+///   status update by the Deployment controller) of a child whose owner's first status the
+///   burst holds: the reconcile it wakes could only hold the status again, and the burst
+///   sends every Microservice it held back to the controller when it is over. A change to
+///   the child's spec by another writer still wakes the owner at once.
+///
+/// During a burst of new Microservices these were three or four more reconciles of each
+/// (a Flux-style "ignore own writes" predicate; kube-runtime's `predicate_filter` keeps
+/// state per object for the life of the process, which at 10,000 Microservices is memory
+/// these events do not need).
+fn owner_triggers<K, S>(
+    written: &Arc<apply::Written>,
+    held: Option<HeldStatusReports<K>>,
+    events: S,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: kube::Resource<DynamicType = ()> + Clone + Send + 'static,
+    S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+{
+    let written = written.clone();
+    events
+        .try_filter(move |event| {
+            let wakes = match event {
+                watcher::Event::Apply(object) => {
+                    !written.is_echo(object)
+                        && !held.as_ref().is_some_and(|(burst, status_only)| {
+                            status_only(object) && burst.holds_status_of(object)
+                        })
+                }
+                _ => true,
+            };
+            futures::future::ready(wakes)
+        })
+        .touched_objects()
+}
+
+/// A Deployment whose status reports on its current spec (its controller's status
+/// updates; a change of its spec by another writer is not, until the controller saw it).
+fn reports_status_only(deployment: &Deployment) -> bool {
+    deployment.metadata.generation.is_some()
+        && deployment
+            .status
+            .as_ref()
+            .and_then(|s| s.observed_generation)
+            == deployment.metadata.generation
 }
 
 /// Runs a watch on a task of its own and returns what it yields, for the controller's
@@ -779,6 +868,96 @@ mod tests {
             names(stored_once(&mut listed, Ok(InitDone))),
             Vec::<String>::new()
         );
+    }
+
+    /// A child's change wakes its owner unless it is the echo of our own write or, while a
+    /// burst holds the owner's first status, a status report of its Deployment; deletions,
+    /// relists and spec changes by another writer always do.
+    #[tokio::test]
+    async fn child_events_wake_the_owner_unless_they_echo_our_write_or_report_to_a_held_status() {
+        use k8s_openapi::api::apps::v1::DeploymentStatus;
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+        use watcher::Event::{Apply, Delete, InitApply};
+        let deployment = |owner: &str, version: &str, generation: i64, observed: Option<i64>| {
+            let mut d = Deployment::default();
+            d.metadata.namespace = Some("shop".into());
+            d.metadata.name = Some(owner.into());
+            d.metadata.resource_version = Some(version.into());
+            d.metadata.generation = Some(generation);
+            d.metadata.owner_references = Some(vec![OwnerReference {
+                api_version: "shoal.dev/v1alpha1".into(),
+                kind: "Microservice".into(),
+                name: owner.into(),
+                uid: format!("uid-{owner}"),
+                controller: Some(true),
+                block_owner_deletion: None,
+            }]);
+            d.status = observed.map(|o| DeploymentStatus {
+                observed_generation: Some(o),
+                ..DeploymentStatus::default()
+            });
+            d
+        };
+        let written = Arc::new(apply::Written::default());
+        written.remember(
+            ("Deployment".into(), "shop".into(), "web".into()),
+            None,
+            &deployment("web", "5", 1, None),
+        );
+        let (release, _released) = futures::channel::mpsc::unbounded();
+        let burst = Arc::new(burst::Burst::releasing_to(release));
+        for _ in 0..100 {
+            burst.created(); // busy for the next two seconds
+        }
+        burst.hold_status(ObjectRef::new("held").within("shop"));
+        let events = vec![
+            Ok(Apply(deployment("web", "5", 1, None))), // our write's echo
+            Ok(Apply(deployment("web", "6", 1, Some(1)))), // status report, owner not held
+            Ok(Apply(deployment("held", "7", 1, Some(1)))), // status report, owner held
+            Ok(Apply(deployment("held", "8", 2, Some(1)))), // another writer's spec change
+            Ok(Delete(deployment("held", "9", 2, Some(2)))),
+            Ok(InitApply(deployment("held", "7", 1, Some(1)))), // a relist
+            Ok(Apply(deployment("web", "5", 1, None))),         // an echo is recognized once
+        ];
+        let woke: Vec<String> = owner_triggers(
+            &written,
+            Some((burst.clone(), reports_status_only)),
+            futures::stream::iter(events),
+        )
+        .map(|object| {
+            object
+                .expect("no error")
+                .metadata
+                .resource_version
+                .unwrap_or_default()
+        })
+        .collect()
+        .await;
+        assert_eq!(woke, ["6", "8", "9", "7", "5"]);
+        // Without a burst to consult (the other children), only echoes are dropped.
+        written.remember(
+            ("Deployment".into(), "shop".into(), "held".into()),
+            Some("9".into()),
+            &deployment("held", "10", 3, Some(2)),
+        );
+        let woke: Vec<String> = owner_triggers(
+            &written,
+            None,
+            futures::stream::iter(vec![
+                Ok(Apply(deployment("held", "10", 3, Some(2)))),
+                Ok(Apply(deployment("held", "11", 3, Some(3)))),
+            ]),
+        )
+        .map(|object| {
+            object
+                .expect("no error")
+                .metadata
+                .resource_version
+                .unwrap_or_default()
+        })
+        .collect()
+        .await;
+        assert_eq!(woke, ["11"]);
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub struct Written(Mutex<Writes>);
 #[derive(Default)]
 struct Writes {
     by_child: HashMap<ChildKey, Write>,
+    /// The resourceVersion each write returned, by a hash of the child's kind, namespace
+    /// and name, until its watch event arrives ([`Written::is_echo`]).
+    echoes: HashMap<u64, (Box<str>, Instant)>,
     /// When older writes were last dropped: at most once a second, not at every lookup
     /// (each pass looks up every child; a burst holds thousands of writes).
     purged: Option<Instant>,
@@ -42,9 +45,14 @@ impl Writes {
         }
         self.by_child
             .retain(|_, (_, at, _)| at.elapsed() < WRITE_SHOWS_WITHIN);
-        // A burst grew the table to thousands of writes: give it back once they are gone.
+        self.echoes
+            .retain(|_, (_, at)| at.elapsed() < WRITE_SHOWS_WITHIN);
+        // A burst grew the tables to thousands of writes: give them back once they are gone.
         if self.by_child.capacity() > 64 && self.by_child.len() * 4 < self.by_child.capacity() {
             self.by_child.shrink_to_fit();
+        }
+        if self.echoes.capacity() > 64 && self.echoes.len() * 4 < self.echoes.capacity() {
+            self.echoes.shrink_to_fit();
         }
         self.purged = Some(Instant::now());
     }
@@ -80,7 +88,7 @@ impl Written {
 
     /// Remembers what a write of `key` returned, without its `managedFields` (most of its
     /// bytes, and no reader of a written child looks at them).
-    pub(super) fn remember<K: Serialize + Resource + Clone>(
+    pub(crate) fn remember<K: Serialize + Resource + Clone>(
         &self,
         key: ChildKey,
         seen: Option<String>,
@@ -88,12 +96,51 @@ impl Written {
     ) {
         let mut slimmed = applied.clone();
         crate::kube_ext::slim(&mut slimmed);
+        let echo = echo_key(&key.0, &key.1, &key.2);
+        let mut writes = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        writes.purge();
+        if let Some(version) = applied.meta().resource_version.clone() {
+            writes
+                .echoes
+                .insert(echo, (version.into_boxed_str(), Instant::now()));
+        }
         if let Ok(value) = serde_json::to_vec(&slimmed) {
-            let mut writes = self.0.lock().unwrap_or_else(|e| e.into_inner());
-            writes.purge();
             writes.by_child.insert(key, (seen, Instant::now(), value));
         }
     }
+
+    /// Whether `object`, as a watch event brings it, is what one of our writes of the last
+    /// [`WRITE_SHOWS_WITHIN`] returned: the echo of that write, which the pass that made it
+    /// has already seen (it goes on with what the write returned). Such an event need not
+    /// wake the owner again; any other version of the object does (another writer's change,
+    /// the controller-manager's status, a deletion). Each write's echo is recognized once.
+    pub(crate) fn is_echo<K: Resource<DynamicType = ()>>(&self, object: &K) -> bool {
+        let meta = object.meta();
+        let (Some(namespace), Some(name), Some(version)) = (
+            meta.namespace.as_deref(),
+            meta.name.as_deref(),
+            meta.resource_version.as_deref(),
+        ) else {
+            return false;
+        };
+        let key = echo_key(&K::kind(&()), namespace, name);
+        let mut writes = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match writes.echoes.get(&key) {
+            Some((ours, _)) if &**ours == version => {
+                writes.echoes.remove(&key);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The key of a child's echo: a hash of its kind, namespace and name.
+fn echo_key(kind: &str, namespace: &str, name: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    (kind, namespace, name).hash(&mut hasher);
+    hasher.finish()
 }
 
 #[cfg(test)]
@@ -162,5 +209,46 @@ mod tests {
         // A lookup of another child drops it.
         assert!(written.behind::<Service>(&key("b"), None).is_none());
         assert!(written.0.lock().expect("lock").by_child.is_empty());
+    }
+
+    #[test]
+    fn only_the_version_a_write_returned_is_its_echo_and_only_once() {
+        let written = Written::default();
+        written.remember(key("web"), None, &service("web", "5"));
+        let event = |name: &str, version: &str| {
+            let mut s = service(name, version);
+            s.metadata.namespace = Some("shop".into());
+            s
+        };
+        // The controller-manager's or another writer's version is news.
+        assert!(!written.is_echo(&event("web", "4")));
+        assert!(!written.is_echo(&event("other", "5")));
+        // Another kind of the same name is another object.
+        let mut config = k8s_openapi::api::core::v1::ConfigMap::default();
+        config.metadata.namespace = Some("shop".into());
+        config.metadata.name = Some("web".into());
+        config.metadata.resource_version = Some("5".into());
+        assert!(!written.is_echo(&config));
+        // Our write's own version is its echo, once: a relist that brings it again wakes
+        // the owner as any listed object does.
+        assert!(written.is_echo(&event("web", "5")));
+        assert!(!written.is_echo(&event("web", "5")));
+        // An object without a namespace, name or version is never an echo.
+        assert!(!written.is_echo(&service("web", "5")));
+    }
+
+    #[test]
+    fn echoes_older_than_the_window_are_forgotten() {
+        let written = Written::default();
+        written.remember(key("a"), None, &service("a", "1"));
+        {
+            let mut writes = written.0.lock().expect("lock");
+            for (_, at) in writes.echoes.values_mut() {
+                *at -= WRITE_SHOWS_WITHIN + Duration::from_secs(1);
+            }
+            writes.purged = None;
+        }
+        written.purge();
+        assert!(written.0.lock().expect("lock").echoes.is_empty());
     }
 }

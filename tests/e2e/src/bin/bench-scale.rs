@@ -414,6 +414,7 @@ async fn shoal_round(bed: &TestBed, client: &Client, args: &Args, round: usize) 
     let children = slowest(children).await;
     let ready = ready.await.expect("watch task");
     let quiet = op.wait_quiet(Duration::from_secs(3), 0.0);
+    let reconciles = op.metric("shoal_reconciles_total");
     let (per_ms, by_kind) = writes_per_microservice(bed, &ns, args.count);
     let rss = op.metric("process_resident_memory_bytes");
     let peak = op.metric("process_resident_memory_peak_bytes");
@@ -461,6 +462,10 @@ async fn shoal_round(bed: &TestBed, client: &Client, args: &Args, round: usize) 
     for (kind, n) in by_kind {
         lines.push(format!("    {kind:<34} {n:.2}"));
     }
+    lines.push(format!(
+        "  reconciles per Microservice {:.2} (until quiet)",
+        reconciles.unwrap_or(f64::NAN) / args.count as f64
+    ));
     lines.push(format!(
         "  RSS {} MiB, peak {} MiB, {}s later {} MiB (heap {} MiB), CPU {:.1} ms per Microservice",
         mib(rss),
