@@ -87,7 +87,8 @@ impl Written {
     }
 
     /// Remembers what a write of `key` returned, without its `managedFields` (most of its
-    /// bytes, and no reader of a written child looks at them).
+    /// bytes, and no reader of a written child looks at them), and the resourceVersion it
+    /// returned, to recognize the write's watch event ([`Written::is_echo`]).
     pub(crate) fn remember<K: Serialize + Resource + Clone>(
         &self,
         key: ChildKey,
