@@ -268,7 +268,7 @@ pub fn name_hash(namespace: Option<&str>, name: Option<&str>) -> u64 {
 }
 
 /// `value`'s hash, the same in every run of the process (SipHash with fixed keys).
-fn hash_of(value: &impl std::hash::Hash) -> u64 {
+pub(crate) fn hash_of(value: &impl std::hash::Hash) -> u64 {
     use std::hash::Hasher;
     let mut hasher = std::hash::DefaultHasher::new();
     value.hash(&mut hasher);

@@ -138,10 +138,7 @@ impl Written {
 
 /// The key of a child's echo: a hash of its kind, namespace and name.
 fn echo_key(kind: &str, namespace: &str, name: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::hash::DefaultHasher::new();
-    (kind, namespace, name).hash(&mut hasher);
-    hasher.finish()
+    crate::packed::hash_of(&(kind, namespace, name))
 }
 
 #[cfg(test)]
