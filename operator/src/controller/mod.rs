@@ -144,7 +144,7 @@ pub struct Context {
     /// The Microservice as our last status write returned it, until the cache shows it;
     /// packed (a few hundred bytes): while a burst keeps the controller's queue long, the
     /// reconcile that drops it may come minutes later, and 10,000 typed copies held ~100 MB.
-    latest: Latest,
+    latest: Mutex<HashMap<ObjectRef<Microservice>, crate::caches::PackedMicroservice>>,
     metrics: Arc<Metrics>,
     /// The PodMonitor watch cache, while the Prometheus Operator's CRD is installed.
     pod_monitors: Arc<pod_monitors::PodMonitors>,
@@ -190,7 +190,7 @@ impl Context {
             stores,
             resync,
             failures: Mutex::new(HashMap::new()),
-            latest: Latest::default(),
+            latest: Mutex::new(HashMap::new()),
             metrics,
             pod_monitors: Arc::default(),
             status_written: Mutex::default(),
@@ -205,13 +205,6 @@ impl Context {
     /// `noDataTimeout`.
     pub fn with_analyzer(mut self, analyzer: Arc<crate::analysis::Analyzer>) -> Context {
         self.analyzer = Some(analyzer);
-        self
-    }
-
-    /// Keeps the Microservices as our status writes returned them in `latest`, which the
-    /// Microservice watch also reads to tell the echo of such a write ([`status_echo`]).
-    pub fn with_latest(mut self, latest: Latest) -> Context {
-        self.latest = latest;
         self
     }
 
@@ -439,8 +432,6 @@ pub async fn run(
     let (listed_tx, listed_rx) = futures::channel::oneshot::channel::<()>();
     let mut listed_tx = Some(listed_tx);
     let microservices_listed = listed_rx.map(|_| ()).boxed().shared();
-    // The echo of our own status write does not wake the Microservice again.
-    let latest = Latest::default();
     let microservice_triggers = detached_watch(
         &mut watch_tasks,
         // Each Microservice is packed as it arrives (`crate::packed::Packed`), without its
@@ -461,11 +452,7 @@ pub async fn run(
         .scan(Vec::new(), |listed, event| {
             futures::future::ready(Some(futures::stream::iter(stored_once(listed, event))))
         })
-        .flatten()
-        .try_filter({
-            let latest = latest.clone();
-            move |ms| futures::future::ready(!status_echo(&latest, ms))
-        }),
+        .flatten(),
     );
     // A change to a child (applied or deleted) wakes its owner, unless it is the echo of
     // the write that pass made, or, during a burst, a Deployment's status report while its
@@ -588,7 +575,6 @@ pub async fn run(
     let mut ctx = Context::new(client, stores, config.resync, metrics)
         .with_pod_monitors(pod_monitors)
         .with_written(written)
-        .with_latest(latest)
         .with_burst(burst);
     if let Some(analyzer) = analyzer {
         ctx = ctx.with_analyzer(analyzer);
@@ -650,34 +636,6 @@ fn stored_once<K>(
         Ok(watcher::Event::InitDone) => std::mem::take(listed).into_iter().map(Ok).collect(),
         Ok(watcher::Event::Delete(_)) => Vec::new(),
         Err(err) => vec![Err(err)],
-    }
-}
-
-/// The Microservices as our last status writes returned them, until the cache shows them
-/// ([`freshest`], [`status_echo`]).
-pub type Latest = Arc<Mutex<HashMap<ObjectRef<Microservice>, crate::caches::PackedMicroservice>>>;
-
-/// Whether `ms`, as the Microservice watch brings it, is the version our last status write
-/// of it returned: then the cache shows that write, so it is dropped from `latest`, and the
-/// event need not wake the Microservice (the pass that wrote the status decided with it;
-/// at the end of a burst that was one more reconcile of every new Microservice).
-fn status_echo(latest: &Latest, ms: &PackedMicroservice) -> bool {
-    let meta = ms.meta();
-    let Some(name) = meta.name.as_deref() else {
-        return false;
-    };
-    let key = ObjectRef::<Microservice>::new(name);
-    let key = match meta.namespace.as_deref() {
-        Some(ns) => key.within(ns),
-        None => key,
-    };
-    let mut latest = latest.lock().unwrap_or_else(|e| e.into_inner());
-    match latest.get(&key) {
-        Some(ours) if ours.version_hash().is_some() && ours.version_hash() == ms.version_hash() => {
-            latest.remove(&key);
-            true
-        }
-        _ => false,
     }
 }
 
@@ -989,31 +947,6 @@ mod tests {
             Ok(Apply(deployment("held", "11", 3, Some(3)))),
         ];
         assert_eq!(woke(None, events).await, ["11"]);
-    }
-
-    /// The watch event that brings our own status write back wakes nothing and drops the
-    /// write from `latest`; any other version of the Microservice wakes it.
-    #[test]
-    fn our_status_writes_echo_wakes_nothing_once() {
-        use crate::caches::PackedMicroservice;
-        let latest = Latest::default();
-        let ours = at(3, "41");
-        let mut key = ObjectRef::from_obj(&ours);
-        key.extra = Default::default();
-        latest
-            .lock()
-            .expect("lock")
-            .insert(key, PackedMicroservice::pack(&ours).expect("packs"));
-        let event = |version: &str| PackedMicroservice::pack(&at(3, version)).expect("packs");
-        assert!(!status_echo(&latest, &event("40")), "an older version");
-        assert_eq!(latest.lock().expect("lock").len(), 1);
-        assert!(status_echo(&latest, &event("41")), "our write");
-        assert!(latest.lock().expect("lock").is_empty(), "dropped once seen");
-        assert!(
-            !status_echo(&latest, &event("41")),
-            "a relist of it wakes it"
-        );
-        assert!(!status_echo(&latest, &event("42")), "a later change");
     }
 
     #[test]
